@@ -1,0 +1,457 @@
+//! [`Document`]: one named yrs document with UTF-16 offsets, typed roots and checked edits.
+//!
+//! The wrapper is deliberately thin (a replay through it costs within a few percent of raw
+//! yrs, see BENCHMARKS.md): it adds what yrs leaves to the caller — bounds checks instead of
+//! panics, UTF-16 offsets as Yjs and browsers count them, contained panics on hostile
+//! updates, and the "is something missing?" signal a sync layer needs.
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use yrs::types::text::{Diff, YChange};
+use yrs::types::{Attrs, Delta, ToJson};
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
+use yrs::{
+    Any, Array, ArrayRef, Doc, GetString, Map, MapRef, OffsetKind, Options, Origin, Out, ReadTxn,
+    StateVector, Text, TextRef, Transact, Transaction, TransactionMut, Update,
+};
+
+use crate::error::DocError;
+
+/// Formatting attributes of a run of text (`{"bold": true}`), as in Yjs' `Y.Text` deltas.
+pub type Attributes = HashMap<Arc<str>, Any>;
+
+/// One shared document: a yrs [`Doc`] that counts text offsets in UTF-16 code units.
+///
+/// UTF-16 is what `Y.Text` in JavaScript, the DOM and every browser editor use, so an index
+/// received from a JS client means the same place here; with yrs' default (bytes) any
+/// non-ASCII text would make indexes disagree between a browser and the server.
+#[derive(Clone)]
+pub struct Document {
+    name: Arc<str>,
+    doc: Doc,
+}
+
+impl std::fmt::Debug for Document {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Document")
+            .field("name", &self.name)
+            .field("client_id", &self.client_id())
+            .finish()
+    }
+}
+
+/// What applying a remote update did, so a sync layer can decide what to forward.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// The v1 update of what was newly integrated (`None` if the update brought nothing
+    /// new). This — not the raw incoming bytes — is what a hub forwards to other peers.
+    pub update: Option<Vec<u8>>,
+    /// After the update, parts of the document wait for updates this replica has not seen.
+    /// The caller should ask its peer for a resync (send a sync step 1).
+    pub missing: bool,
+}
+
+impl Document {
+    /// A document with a random 32-bit client id — the id width Yjs uses, so updates made
+    /// here are readable by every Yjs-family peer, including ones that read ids as u32.
+    pub fn new(name: impl Into<Arc<str>>) -> Self {
+        Self::with_client_id(name, random_client_id())
+    }
+
+    /// A document with a chosen client id. Two live replicas must never share an id; fixed
+    /// ids are for deterministic replays and tests.
+    pub fn with_client_id(name: impl Into<Arc<str>>, client_id: u64) -> Self {
+        let mut options = Options::with_client_id(yrs::ClientID::new(client_id & ((1 << 53) - 1)));
+        options.offset_kind = OffsetKind::Utf16;
+        Self {
+            name: name.into(),
+            doc: Doc::with_options(options),
+        }
+    }
+
+    /// The name the document is shared under (the y-websocket room name).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// This replica's client id, as it appears in updates and state vectors.
+    pub fn client_id(&self) -> u64 {
+        self.doc.client_id().get()
+    }
+
+    /// The underlying yrs document, for what the wrapper does not cover (undo managers,
+    /// XML types, sub-documents).
+    pub fn doc(&self) -> &Doc {
+        &self.doc
+    }
+
+    /// The shared text root `name`, created on first use (as `ydoc.getText(name)`).
+    pub fn text(&self, name: &str) -> TextRef {
+        self.doc.get_or_insert_text(name)
+    }
+
+    /// The shared map root `name`, created on first use (as `ydoc.getMap(name)`).
+    pub fn map(&self, name: &str) -> MapRef {
+        self.doc.get_or_insert_map(name)
+    }
+
+    /// The shared array root `name`, created on first use (as `ydoc.getArray(name)`).
+    pub fn array(&self, name: &str) -> ArrayRef {
+        self.doc.get_or_insert_array(name)
+    }
+
+    /// A read-only transaction, for reading several values from one consistent state.
+    pub fn read(&self) -> Transaction<'_> {
+        self.doc.transact()
+    }
+
+    /// Runs `f` as one local transaction and returns its result. Observers see the whole
+    /// closure as one change, and peers receive it as one update.
+    pub fn edit<R>(&self, f: impl FnOnce(&mut Edit<'_>) -> R) -> R {
+        let mut edit = Edit {
+            txn: self.doc.transact_mut(),
+        };
+        f(&mut edit)
+    }
+
+    /// Like [`Document::edit`], and also returns the v1 update the transaction produced
+    /// (empty changes give `None`), ready to send to peers.
+    pub fn edit_with_update<R>(&self, f: impl FnOnce(&mut Edit<'_>) -> R) -> (R, Option<Vec<u8>>) {
+        let mut edit = Edit {
+            txn: self.doc.transact_mut(),
+        };
+        let result = f(&mut edit);
+        let update = edit.update_v1();
+        (result, update)
+    }
+
+    /// The plain content of text root `name`.
+    pub fn text_string(&self, name: &str) -> String {
+        let text = self.text(name);
+        text.get_string(&self.read())
+    }
+
+    /// The content of text root `name` with formatting, as Quill-style delta operations.
+    pub fn text_delta(&self, name: &str) -> Vec<TextDelta> {
+        let text = self.text(name);
+        let txn = self.read();
+        text.diff(&txn, YChange::identity)
+            .into_iter()
+            .map(|d: Diff<YChange>| TextDelta::insert(d.insert, d.attributes, &txn))
+            .collect()
+    }
+
+    /// The content of map root `name` as a JSON-like value.
+    pub fn map_json(&self, name: &str) -> Any {
+        let map = self.map(name);
+        map.to_json(&self.read())
+    }
+
+    /// The content of array root `name` as a JSON-like value.
+    pub fn array_json(&self, name: &str) -> Any {
+        let array = self.array(name);
+        array.to_json(&self.read())
+    }
+
+    /// Calls `f` with the deltas of every committed transaction that changes text root
+    /// `name`, local or remote. Registered under `key`; [`Document::unobserve_text`] with the
+    /// same key removes it. Editor bindings use this to patch the DOM without a full
+    /// re-render.
+    pub fn observe_text<F>(&self, name: &str, key: impl Into<Origin>, mut f: F)
+    where
+        F: FnMut(&[TextDelta]) + 'static,
+    {
+        use yrs::Observable;
+        self.text(name).observe(key, move |txn, event| {
+            let deltas = convert_deltas(event.delta(txn), txn);
+            f(&deltas)
+        });
+    }
+
+    /// Removes an observer registered by [`Document::observe_text`].
+    pub fn unobserve_text(&self, name: &str, key: impl Into<Origin>) -> bool {
+        use yrs::Observable;
+        self.text(name).unobserve(key)
+    }
+
+    /// The encoded (v1) state vector: what this replica has seen. A peer answers it with
+    /// exactly what is missing here.
+    pub fn state_vector_v1(&self) -> Vec<u8> {
+        self.read().state_vector().encode_v1()
+    }
+
+    /// Everything this replica has that the peer with (encoded v1) `state_vector` lacks, as
+    /// one v1 update: the answer to a sync step 1.
+    pub fn diff_v1(&self, state_vector: &[u8]) -> Result<Vec<u8>, DocError> {
+        let sv = decode_state_vector(state_vector)?;
+        Ok(self.read().encode_state_as_update_v1(&sv))
+    }
+
+    /// As [`Document::diff_v1`] with an already decoded state vector (saves a decode when the
+    /// codec has validated it).
+    pub fn diff_v1_from(&self, sv: &StateVector) -> Vec<u8> {
+        self.read().encode_state_as_update_v1(sv)
+    }
+
+    /// As [`Document::diff_v1`] in the v2 encoding (smaller; not used on the y-websocket wire).
+    pub fn diff_v2(&self, state_vector: &[u8]) -> Result<Vec<u8>, DocError> {
+        let sv = decode_state_vector(state_vector)?;
+        Ok(self.read().encode_state_as_update_v2(&sv))
+    }
+
+    /// The whole document as one compacted v1 update: what a snapshot stores and what a
+    /// joiner with an empty state receives. Loading it gives an identical document.
+    pub fn snapshot_v1(&self) -> Vec<u8> {
+        self.read()
+            .encode_state_as_update_v1(&StateVector::default())
+    }
+
+    /// The whole document as one compacted v2 update.
+    pub fn snapshot_v2(&self) -> Vec<u8> {
+        self.read()
+            .encode_state_as_update_v2(&StateVector::default())
+    }
+
+    /// Applies a remote v1 update. Duplicate content is ignored; content whose
+    /// predecessors are missing is parked and reported through [`Applied::missing`].
+    pub fn apply_update_v1(&self, update: &[u8]) -> Result<Applied, DocError> {
+        let update = Update::decode_v1(update).map_err(|source| DocError::Decode {
+            what: "update v1",
+            source,
+        })?;
+        self.apply(update)
+    }
+
+    /// Applies a remote v2 update (see [`Document::apply_update_v1`]).
+    pub fn apply_update_v2(&self, update: &[u8]) -> Result<Applied, DocError> {
+        let update = Update::decode_v2(update).map_err(|source| DocError::Decode {
+            what: "update v2",
+            source,
+        })?;
+        self.apply(update)
+    }
+
+    fn apply(&self, update: Update) -> Result<Applied, DocError> {
+        // yrs asserts on some malformed-but-decodable updates. The update came from outside,
+        // so a panic must not unwind through the caller (the server's document task).
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let mut txn = self.doc.transact_mut();
+            txn.apply_update(update)?;
+            let changed = txn.has_changes();
+            let update = changed.then(|| txn.encode_update_v1());
+            let missing = txn.has_missing_updates();
+            Ok::<_, DocError>(Applied { update, missing })
+        }));
+        match outcome {
+            Ok(result) => result,
+            Err(_) => Err(DocError::Poisoned),
+        }
+    }
+
+    /// Parts of the document wait for updates this replica has not received. A sync layer
+    /// that sees this after applying updates should request a resync from its peer instead
+    /// of silently staying behind.
+    pub fn has_missing_updates(&self) -> bool {
+        self.read().has_missing_updates()
+    }
+}
+
+/// Decodes a v1 state vector, typed error on garbage.
+pub fn decode_state_vector(bytes: &[u8]) -> Result<StateVector, DocError> {
+    StateVector::decode_v1(bytes).map_err(|source| DocError::Decode {
+        what: "state vector",
+        source,
+    })
+}
+
+/// A random client id in Yjs' 32-bit range (without pulling a RNG crate into the engine:
+/// std's randomly keyed hasher is seeded by the OS on native targets).
+fn random_client_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x7a6e_646d);
+    let id = h.finish() as u32 as u64;
+    if id == 0 {
+        1
+    } else {
+        id
+    }
+}
+
+/// A local transaction on a [`Document`], with bounds-checked edit methods.
+///
+/// Offsets and lengths of text are UTF-16 code units. Every method checks its range and
+/// returns [`DocError::OutOfBounds`] where yrs would panic.
+pub struct Edit<'doc> {
+    txn: TransactionMut<'doc>,
+}
+
+impl<'doc> Edit<'doc> {
+    /// The underlying yrs transaction, for operations the wrapper does not cover.
+    pub fn txn(&mut self) -> &mut TransactionMut<'doc> {
+        &mut self.txn
+    }
+
+    /// The v1 update of everything done in this transaction so far (`None` if nothing).
+    pub fn update_v1(&self) -> Option<Vec<u8>> {
+        self.txn
+            .has_changes()
+            .then(|| self.txn.encode_update_v1())
+    }
+
+    /// Inserts `chunk` at `index` of `text`.
+    pub fn insert(&mut self, text: &TextRef, index: u32, chunk: &str) -> Result<(), DocError> {
+        check(index, 0, text.len(&self.txn))?;
+        text.insert(&mut self.txn, index, chunk);
+        Ok(())
+    }
+
+    /// Inserts `chunk` at `index` of `text` with formatting `attributes`.
+    pub fn insert_formatted(
+        &mut self,
+        text: &TextRef,
+        index: u32,
+        chunk: &str,
+        attributes: Attributes,
+    ) -> Result<(), DocError> {
+        check(index, 0, text.len(&self.txn))?;
+        text.insert_with_attributes(&mut self.txn, index, chunk, attributes);
+        Ok(())
+    }
+
+    /// Deletes `len` code units of `text` starting at `index`.
+    pub fn delete(&mut self, text: &TextRef, index: u32, len: u32) -> Result<(), DocError> {
+        check(index, len, text.len(&self.txn))?;
+        if len > 0 {
+            text.remove_range(&mut self.txn, index, len);
+        }
+        Ok(())
+    }
+
+    /// Applies formatting `attributes` to `len` code units of `text` at `index` (an
+    /// attribute set to `Any::Null` removes that attribute, as in Yjs).
+    pub fn format(
+        &mut self,
+        text: &TextRef,
+        index: u32,
+        len: u32,
+        attributes: Attributes,
+    ) -> Result<(), DocError> {
+        check(index, len, text.len(&self.txn))?;
+        if len > 0 {
+            text.format(&mut self.txn, index, len, attributes);
+        }
+        Ok(())
+    }
+
+    /// Sets `key` of `map` to a JSON-like `value`.
+    pub fn map_set(&mut self, map: &MapRef, key: &str, value: impl Into<Any>) {
+        map.insert(&mut self.txn, key, value.into());
+    }
+
+    /// Removes `key` from `map`, returning whether it was there.
+    pub fn map_delete(&mut self, map: &MapRef, key: &str) -> bool {
+        map.remove(&mut self.txn, key).is_some()
+    }
+
+    /// Inserts a JSON-like `value` at `index` of `array`.
+    pub fn array_insert(
+        &mut self,
+        array: &ArrayRef,
+        index: u32,
+        value: impl Into<Any>,
+    ) -> Result<(), DocError> {
+        check(index, 0, array.len(&self.txn))?;
+        array.insert(&mut self.txn, index, value.into());
+        Ok(())
+    }
+
+    /// Removes `len` elements of `array` at `index`.
+    pub fn array_delete(&mut self, array: &ArrayRef, index: u32, len: u32) -> Result<(), DocError> {
+        check(index, len, array.len(&self.txn))?;
+        if len > 0 {
+            array.remove_range(&mut self.txn, index, len);
+        }
+        Ok(())
+    }
+
+    /// Length of `text` in UTF-16 code units, as seen inside this transaction.
+    pub fn text_len(&self, text: &TextRef) -> u32 {
+        text.len(&self.txn)
+    }
+
+    /// Plain content of `text` as seen inside this transaction.
+    pub fn text_string(&self, text: &TextRef) -> String {
+        text.get_string(&self.txn)
+    }
+}
+
+fn check(index: u32, len: u32, content_len: u32) -> Result<(), DocError> {
+    match index.checked_add(len) {
+        Some(end) if end <= content_len => Ok(()),
+        _ => Err(DocError::OutOfBounds {
+            index,
+            len,
+            content_len,
+        }),
+    }
+}
+
+/// One operation of a text delta, in the shape Quill, Yjs' `Y.Text#toDelta` and editor
+/// bindings use: insert (with optional formatting), delete, or retain (optionally
+/// re-formatting what is kept).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum TextDelta {
+    /// Text inserted (`insert` is a string) or an embed (any other JSON value).
+    Insert {
+        /// The inserted content.
+        insert: Any,
+        /// Formatting of the inserted run, if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        attributes: Option<Attributes>,
+    },
+    /// `delete` code units removed.
+    Delete {
+        /// Number of UTF-16 code units removed.
+        delete: u32,
+    },
+    /// `retain` code units kept (and re-formatted when `attributes` is set).
+    Retain {
+        /// Number of UTF-16 code units kept.
+        retain: u32,
+        /// New formatting of the kept run, if it changed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        attributes: Option<Attributes>,
+    },
+}
+
+impl TextDelta {
+    fn insert<T: ReadTxn>(value: Out, attributes: Option<Box<Attrs>>, txn: &T) -> Self {
+        let insert = match value {
+            Out::Any(any) => any,
+            other => other.to_json(txn),
+        };
+        TextDelta::Insert {
+            insert,
+            attributes: attributes.map(|a| *a),
+        }
+    }
+}
+
+fn convert_deltas<T: ReadTxn>(deltas: &[Delta], txn: &T) -> Vec<TextDelta> {
+    deltas
+        .iter()
+        .map(|d| match d {
+            Delta::Inserted(value, attrs) => TextDelta::insert(value.clone(), attrs.clone(), txn),
+            Delta::Deleted(n) => TextDelta::Delete { delete: *n },
+            Delta::Retain(n, attrs) => TextDelta::Retain {
+                retain: *n,
+                attributes: attrs.as_ref().map(|a| (**a).clone()),
+            },
+        })
+        .collect()
+}

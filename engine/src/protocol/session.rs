@@ -1,0 +1,177 @@
+//! [`SyncSession`]: what to apply and what to answer for each incoming message.
+//!
+//! One session per connection (on the server, per client; in a client, per server). The
+//! server and the wasm provider both drive this same state machine, so the protocol —
+//! step 1 is answered with step 2, updates are applied and relayed, awareness ownership,
+//! resync when something is missing — lives in one place. The session does no I/O: it
+//! returns ready-encoded frames and the caller moves them.
+
+use std::collections::BTreeSet;
+
+use crate::awareness::{Awareness, AwarenessChanges};
+use crate::document::Document;
+use crate::error::SessionError;
+use crate::protocol::codec::{self, AuthMessage, Message, SyncMessage};
+
+/// Which end of the connection this session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A hub with many peers: applied updates and awareness are relayed to every peer of
+    /// the document, the sender included (y-websocket clients rely on the echo).
+    Server,
+    /// A client with one server: nothing is relayed.
+    Client,
+}
+
+/// What the caller must do after [`SyncSession::handle`].
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Frames for the peer that sent the message (in order).
+    pub reply: Vec<Vec<u8>>,
+    /// Frames for every peer of the document, the sender included (server role only).
+    pub broadcast: Vec<Vec<u8>>,
+    /// The v1 update that was newly integrated, if any (to persist, to observe).
+    pub applied: Option<Vec<u8>>,
+    /// Awareness changes caused by the message.
+    pub awareness: AwarenessChanges,
+    /// This message completed the initial sync (the first step 2 received).
+    pub synced: bool,
+    /// The document waits for updates it has not seen; a step 1 was added to `reply`.
+    pub missing: bool,
+}
+
+/// Protocol state of one connection.
+#[derive(Debug)]
+pub struct SyncSession {
+    role: Role,
+    synced: bool,
+    resync_requested: bool,
+    controlled: BTreeSet<u64>,
+}
+
+impl SyncSession {
+    /// A fresh session for a new connection.
+    pub fn new(role: Role) -> Self {
+        Self {
+            role,
+            synced: false,
+            resync_requested: false,
+            controlled: BTreeSet::new(),
+        }
+    }
+
+    /// Whether a step 2 has been received from the peer.
+    pub fn is_synced(&self) -> bool {
+        self.synced
+    }
+
+    /// Awareness client ids this peer has published states for. When the connection ends
+    /// their states are removed (see [`SyncSession::close`]).
+    pub fn controlled_clients(&self) -> impl Iterator<Item = u64> + '_ {
+        self.controlled.iter().copied()
+    }
+
+    /// The frames to send as soon as the connection is up: our step 1, and every known
+    /// awareness state if there is any (what y-websocket's server sends on connect).
+    pub fn greeting(&self, doc: &Document, awareness: &Awareness) -> Vec<Vec<u8>> {
+        let mut frames = vec![codec::encode_step1(&doc.state_vector_v1())];
+        if !awareness.is_empty() {
+            frames.push(awareness.encode_all().encode_frame());
+        }
+        frames
+    }
+
+    /// Handles one decoded message from the peer, mutating `doc` and `awareness`.
+    /// Errors mean the peer sent something the document rejects; the caller closes the
+    /// connection. `step2_for_empty` lets a server answer a step 1 with an empty state
+    /// vector from a cache instead of re-encoding the whole document per joiner.
+    pub fn handle(
+        &mut self,
+        doc: &Document,
+        awareness: &mut Awareness,
+        message: &Message<'_>,
+        now_ms: u64,
+        step2_for_empty: Option<&dyn Fn() -> Vec<u8>>,
+    ) -> Result<Outcome, SessionError> {
+        let mut out = Outcome::default();
+        match message {
+            Message::Sync(SyncMessage::Step1(sv)) => {
+                let frame = match step2_for_empty {
+                    Some(cached) if sv.is_empty() => cached(),
+                    _ => codec::encode_step2(&doc.diff_v1_from(sv)),
+                };
+                out.reply.push(frame);
+            }
+            Message::Sync(SyncMessage::Step2(update)) => {
+                self.apply(doc, update, &mut out)?;
+                if !self.synced {
+                    self.synced = true;
+                    out.synced = true;
+                }
+            }
+            Message::Sync(SyncMessage::Update(update)) => self.apply(doc, update, &mut out)?,
+            Message::Awareness(update) => {
+                let changes = awareness.apply_update(update, now_ms);
+                for id in &changes.added {
+                    self.controlled.insert(*id);
+                }
+                for id in &changes.removed {
+                    self.controlled.remove(id);
+                }
+                if self.role == Role::Server && !changes.is_empty() {
+                    let ids: Vec<u64> = changes.all().collect();
+                    out.broadcast.push(awareness.encode(&ids).encode_frame());
+                }
+                out.awareness = changes;
+            }
+            Message::QueryAwareness => {
+                out.reply.push(awareness.encode_all().encode_frame());
+            }
+            Message::Auth(AuthMessage::PermissionDenied { reason }) => {
+                return Err(SessionError::PermissionDenied(reason.clone()));
+            }
+            Message::Auth(AuthMessage::Other(_)) => {}
+        }
+        Ok(out)
+    }
+
+    fn apply(&mut self, doc: &Document, update: &[u8], out: &mut Outcome) -> Result<(), SessionError> {
+        let applied = doc.apply_update_v1(update)?;
+        if let Some(update) = applied.update {
+            if self.role == Role::Server {
+                out.broadcast.push(codec::encode_update(&update));
+            }
+            out.applied = Some(update);
+        }
+        if applied.missing {
+            out.missing = true;
+            // Ask once per gap; asking on every further update would flood the peer.
+            if !self.resync_requested {
+                self.resync_requested = true;
+                out.reply.push(codec::encode_step1(&doc.state_vector_v1()));
+            }
+        } else {
+            self.resync_requested = false;
+        }
+        Ok(())
+    }
+
+    /// Ends the session: removes the awareness states this peer controlled and returns the
+    /// frame announcing their removal to the remaining peers (if there was any).
+    pub fn close(&mut self, awareness: &mut Awareness, now_ms: u64) -> Option<Vec<u8>> {
+        let ids: Vec<u64> = std::mem::take(&mut self.controlled).into_iter().collect();
+        let changes = awareness.remove_states(&ids, now_ms);
+        if changes.removed.is_empty() {
+            None
+        } else {
+            Some(awareness.encode(&changes.removed).encode_frame())
+        }
+    }
+
+    /// Forgets that `clients` are controlled by this peer (they timed out elsewhere).
+    pub fn forget(&mut self, clients: &[u64]) {
+        for id in clients {
+            self.controlled.remove(id);
+        }
+    }
+}

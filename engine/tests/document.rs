@@ -1,0 +1,139 @@
+//! Document behaviour a caller relies on.
+
+use std::sync::Arc;
+
+use tandem_engine::yrs::Any;
+use tandem_engine::{DocError, Document, TextDelta};
+
+#[test]
+fn out_of_bounds_edits_are_errors_not_panics() {
+    let doc = Document::new("d");
+    let text = doc.text("content");
+    doc.edit(|e| e.insert(&text, 0, "abc")).unwrap();
+    assert!(matches!(
+        doc.edit(|e| e.insert(&text, 4, "x")),
+        Err(DocError::OutOfBounds { index: 4, .. })
+    ));
+    assert!(doc.edit(|e| e.delete(&text, 2, 2)).is_err());
+    assert!(doc.edit(|e| e.delete(&text, u32::MAX, 2)).is_err());
+    assert!(doc.edit(|e| e.format(&text, 1, 5, Default::default())).is_err());
+    let arr = doc.array("a");
+    assert!(doc.edit(|e| e.array_insert(&arr, 1, 1.0)).is_err());
+    assert_eq!(doc.text_string("content"), "abc");
+}
+
+#[test]
+fn offsets_are_utf16() {
+    let doc = Document::new("d");
+    let text = doc.text("content");
+    doc.edit(|e| e.insert(&text, 0, "a😀b")).unwrap();
+    doc.edit(|e| e.insert(&text, 3, "X")).unwrap();
+    assert_eq!(doc.text_string("content"), "a😀Xb");
+}
+
+#[test]
+fn observers_see_deltas_of_remote_changes() {
+    let a = Document::new("d");
+    let b = Document::new("d");
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let sink = seen.clone();
+    b.observe_text("content", "test", move |d| sink.borrow_mut().push(d.to_vec()));
+    let text = a.text("content");
+    let ((), u1) = a.edit_with_update(|e| e.insert(&text, 0, "hello").unwrap());
+    b.apply_update_v1(&u1.unwrap()).unwrap();
+    let bold: tandem_engine::Attributes = [(Arc::from("bold"), Any::Bool(true))].into();
+    let ((), u2) = a.edit_with_update(|e| e.format(&text, 1, 2, bold.clone()).unwrap());
+    b.apply_update_v1(&u2.unwrap()).unwrap();
+    let seen = seen.borrow();
+    assert_eq!(
+        seen[0],
+        vec![TextDelta::Insert {
+            insert: Any::from("hello"),
+            attributes: None
+        }]
+    );
+    assert_eq!(
+        seen[1],
+        vec![
+            TextDelta::Retain {
+                retain: 1,
+                attributes: None
+            },
+            TextDelta::Retain {
+                retain: 2,
+                attributes: Some(bold)
+            }
+        ]
+    );
+    assert!(b.unobserve_text("content", "test"));
+}
+
+#[test]
+fn missing_dependencies_are_reported_then_resolved() {
+    let a = Document::with_client_id("d", 1);
+    let text = a.text("content");
+    let (_, u1) = a.edit_with_update(|e| e.insert(&text, 0, "one "));
+    let (_, u2) = a.edit_with_update(|e| e.insert(&text, 4, "two"));
+    let b = Document::with_client_id("d", 2);
+    let applied = b.apply_update_v1(&u2.unwrap()).unwrap();
+    assert!(applied.missing && b.has_missing_updates());
+    assert_eq!(b.text_string("content"), "");
+    let applied = b.apply_update_v1(&u1.unwrap()).unwrap();
+    assert!(!applied.missing && !b.has_missing_updates());
+    assert_eq!(b.text_string("content"), "one two");
+}
+
+#[test]
+fn duplicate_updates_report_nothing_new() {
+    let a = Document::new("d");
+    let text = a.text("content");
+    let (_, u) = a.edit_with_update(|e| e.insert(&text, 0, "x"));
+    let u = u.unwrap();
+    let b = Document::new("d");
+    assert!(b.apply_update_v1(&u).unwrap().update.is_some());
+    assert_eq!(b.apply_update_v1(&u).unwrap().update, None);
+}
+
+#[test]
+fn snapshot_v1_and_v2_load_to_the_same_document() {
+    let a = Document::new("d");
+    let text = a.text("content");
+    a.edit(|e| {
+        e.insert(&text, 0, "hello world")?;
+        e.delete(&text, 0, 6)
+    })
+    .unwrap();
+    let map = a.map("meta");
+    a.edit(|e| e.map_set(&map, "k", "v"));
+    for (snap, v2) in [(a.snapshot_v1(), false), (a.snapshot_v2(), true)] {
+        let b = Document::new("d");
+        if v2 {
+            b.apply_update_v2(&snap).unwrap();
+        } else {
+            b.apply_update_v1(&snap).unwrap();
+        }
+        assert_eq!(b.text_string("content"), "world");
+        assert_eq!(b.map_json("meta"), a.map_json("meta"));
+        assert_eq!(b.state_vector_v1(), a.state_vector_v1());
+    }
+    // a diff against a partial state carries only what is missing
+    let b = Document::new("d");
+    b.apply_update_v1(&a.snapshot_v1()).unwrap();
+    let sv = b.state_vector_v1();
+    a.edit(|e| e.insert(&text, 0, "big ")).unwrap();
+    let diff = a.diff_v1(&sv).unwrap();
+    assert!(diff.len() < a.snapshot_v1().len());
+    b.apply_update_v1(&diff).unwrap();
+    assert_eq!(b.text_string("content"), "big world");
+    assert!(a.diff_v1(&[0xff, 0xff]).is_err());
+}
+
+#[test]
+fn garbage_updates_are_typed_errors() {
+    let doc = Document::new("d");
+    assert!(matches!(
+        doc.apply_update_v1(&[1, 2, 3]),
+        Err(DocError::Decode { .. } | DocError::Apply(_) | DocError::Poisoned)
+    ));
+    assert!(doc.apply_update_v2(&[0xff; 9]).is_err());
+}
