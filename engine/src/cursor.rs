@@ -51,10 +51,16 @@ impl Cursor {
 /// A sticky position at `index` that stays with the character on its right (Yjs' default
 /// association), so a caret stays in front of the text it was in front of.
 pub fn sticky<T: ReadTxn>(txn: &T, text: &TextRef, index: u32) -> Result<StickyIndex, DocError> {
+    let content_len = yrs::Text::len(text, txn);
+    if index == content_len {
+        // At the end there is no character to the right: like Yjs, anchor to the type
+        // itself, which resolves to "the end" however the text grows.
+        return Ok(StickyIndex::from_type(txn, text, Assoc::After));
+    }
     text.sticky_index(txn, index, Assoc::After)
         .ok_or(DocError::OutOfBounds {
             index,
             len: 0,
-            content_len: yrs::Text::len(text, txn),
+            content_len,
         })
 }

@@ -66,6 +66,12 @@ impl Document {
     pub fn with_client_id(name: impl Into<Arc<str>>, client_id: u64) -> Self {
         let mut options = Options::with_client_id(yrs::ClientID::new(client_id & ((1 << 53) - 1)));
         options.offset_kind = OffsetKind::Utf16;
+        // yrs' formatting cleanup deletes dangling format markers *while applying a remote
+        // update*: the receiving replica then holds deletions nobody sent it, and peers that
+        // never see them diverge in formatting (the replay property tests found this). A
+        // replica here changes only what it is told to; Yjs clients still clean up and
+        // publish their cleanup as ordinary updates, which everyone applies.
+        options.cleanup_formatting = false;
         Self {
             name: name.into(),
             doc: Doc::with_options(options),

@@ -30,10 +30,10 @@
 //! let mut at_client = SyncSession::new(Role::Client);
 //! for frame in at_server.greeting(&server, &server_aw) {
 //!     let msg = Message::decode(&frame).unwrap();
-//!     let out = at_client.handle(&client, &mut client_aw, &msg, 0, None).unwrap();
+//!     let out = at_client.handle(&client, &mut client_aw, &msg, 0).unwrap();
 //!     for reply in out.reply {
 //!         let msg = Message::decode(&reply).unwrap();
-//!         at_server.handle(&server, &mut server_aw, &msg, 0, None).unwrap();
+//!         at_server.handle(&server, &mut server_aw, &msg, 0).unwrap();
 //!     }
 //! }
 //! assert_eq!(server.text_string("content"), "hello");

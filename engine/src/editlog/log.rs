@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use yrs::Any;
+use serde_json::Value;
 
 /// Name of the text root log operations edit (yload's and the demo's default).
 pub const TEXT_ROOT: &str = "content";
@@ -60,14 +60,14 @@ pub enum Op {
         /// Length.
         len: u32,
         /// Attributes, e.g. `{"bold": true}`.
-        attrs: BTreeMap<String, Any>,
+        attrs: BTreeMap<String, Value>,
     },
     /// Set `key` of the map root to `value`.
     MapSet {
         /// Key.
         key: String,
-        /// JSON-like value.
-        value: Any,
+        /// JSON value (numbers become JS numbers).
+        value: Value,
     },
     /// Delete `key` from the map root.
     MapDelete {

@@ -12,7 +12,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use yrs::{Any, MapRef, Text, TextRef};
+use yrs::{Any, GetString, MapRef, TextRef};
 
 use crate::cursor::Cursor;
 use crate::document::{Document, TextDelta};
@@ -205,27 +205,29 @@ impl Cluster {
             })?;
         let (text, map) = (r.text.clone(), r.map.clone());
         let (result, update) = r.doc.edit_with_update(|e| {
-            let len = e.text_len(&text);
-            let clamp = |pos: u32, n: u32| {
-                let pos = pos.min(len);
-                (pos, n.min(len - pos))
+            let current = e.text_string(&text);
+            // Clamp to the content and snap to code point boundaries: a log replayed under
+            // another schedule may point past the end or into a surrogate pair.
+            let range = |pos: u32, n: u32| {
+                let start = snap(&current, pos);
+                (start, snap(&current, pos.saturating_add(n)).max(start) - start)
             };
             match op {
-                Op::Insert { pos, text: s } => e.insert(&text, (*pos).min(len), s),
+                Op::Insert { pos, text: s } => e.insert(&text, snap(&current, *pos), s),
                 Op::Delete { pos, len } => {
-                    let (pos, len) = clamp(*pos, *len);
+                    let (pos, len) = range(*pos, *len);
                     e.delete(&text, pos, len)
                 }
                 Op::Format { pos, len, attrs } => {
-                    let (pos, len) = clamp(*pos, *len);
+                    let (pos, len) = range(*pos, *len);
                     let attrs = attrs
                         .iter()
-                        .map(|(k, v)| (Arc::from(k.as_str()), v.clone()))
+                        .map(|(k, v)| (Arc::from(k.as_str()), json_to_any(v)))
                         .collect();
                     e.format(&text, pos, len, attrs)
                 }
                 Op::MapSet { key, value } => {
-                    e.map_set(&map, key, value.clone());
+                    e.map_set(&map, key, json_to_any(value));
                     Ok(())
                 }
                 Op::MapDelete { key } => {
@@ -238,12 +240,12 @@ impl Cluster {
         result?;
         if let Op::Cursor { anchor, head } = op {
             let txn = r.doc.read();
-            let len = r.text.len(&txn);
+            let current = r.text.get_string(&txn);
             r.cursor = Some(Cursor::from_offsets(
                 &txn,
                 &r.text,
-                (*anchor).min(len),
-                (*head).min(len),
+                snap(&current, *anchor),
+                snap(&current, *head),
             )?);
         }
         if let Some(update) = update {
@@ -394,6 +396,37 @@ impl Summary {
         } else {
             None
         }
+    }
+}
+
+/// The largest code point boundary at or below UTF-16 offset `pos`, clamped to the text.
+fn snap(text: &str, pos: u32) -> u32 {
+    let mut units = 0u32;
+    for c in text.chars() {
+        let next = units + c.len_utf16() as u32;
+        if next > pos {
+            break;
+        }
+        units = next;
+    }
+    units
+}
+
+/// Log values are JSON; numbers become `Any::Number` (a JS number, as Yjs writes them),
+/// so the same log always produces the same update bytes.
+fn json_to_any(value: &serde_json::Value) -> Any {
+    use serde_json::Value;
+    match value {
+        Value::Null => Any::Null,
+        Value::Bool(b) => Any::Bool(*b),
+        Value::Number(n) => Any::from(n.as_f64().unwrap_or(0.0)),
+        Value::String(s) => Any::from(s.as_str()),
+        Value::Array(items) => Any::from(items.iter().map(json_to_any).collect::<Vec<_>>()),
+        Value::Object(map) => Any::from(
+            map.iter()
+                .map(|(k, v)| (k.clone(), json_to_any(v)))
+                .collect::<std::collections::HashMap<_, _>>(),
+        ),
     }
 }
 

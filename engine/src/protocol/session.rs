@@ -36,6 +36,9 @@ pub struct Outcome {
     pub awareness: AwarenessChanges,
     /// This message completed the initial sync (the first step 2 received).
     pub synced: bool,
+    /// The peer asked for the whole document (a step 1 with an empty state vector) and the
+    /// session was told the caller keeps a cached full-state step 2: send that frame.
+    pub full_state: bool,
     /// The document waits for updates it has not seen; a step 1 was added to `reply`.
     pub missing: bool,
 }
@@ -46,6 +49,7 @@ pub struct SyncSession {
     role: Role,
     synced: bool,
     resync_requested: bool,
+    full_state_cache: bool,
     controlled: BTreeSet<u64>,
 }
 
@@ -56,8 +60,17 @@ impl SyncSession {
             role,
             synced: false,
             resync_requested: false,
+            full_state_cache: false,
             controlled: BTreeSet::new(),
         }
+    }
+
+    /// Declares that the caller keeps an encoded step 2 of the whole document: a step 1
+    /// with an empty state vector then yields [`Outcome::full_state`] instead of a fresh
+    /// encoding, so a join storm on a large document encodes it once, not once per joiner.
+    pub fn with_full_state_cache(mut self) -> Self {
+        self.full_state_cache = true;
+        self
     }
 
     /// Whether a step 2 has been received from the peer.
@@ -83,24 +96,22 @@ impl SyncSession {
 
     /// Handles one decoded message from the peer, mutating `doc` and `awareness`.
     /// Errors mean the peer sent something the document rejects; the caller closes the
-    /// connection. `step2_for_empty` lets a server answer a step 1 with an empty state
-    /// vector from a cache instead of re-encoding the whole document per joiner.
+    /// connection.
     pub fn handle(
         &mut self,
         doc: &Document,
         awareness: &mut Awareness,
         message: &Message<'_>,
         now_ms: u64,
-        step2_for_empty: Option<&dyn Fn() -> Vec<u8>>,
     ) -> Result<Outcome, SessionError> {
         let mut out = Outcome::default();
         match message {
             Message::Sync(SyncMessage::Step1(sv)) => {
-                let frame = match step2_for_empty {
-                    Some(cached) if sv.is_empty() => cached(),
-                    _ => codec::encode_step2(&doc.diff_v1_from(sv)),
-                };
-                out.reply.push(frame);
+                if self.full_state_cache && sv.is_empty() {
+                    out.full_state = true;
+                } else {
+                    out.reply.push(codec::encode_step2(&doc.diff_v1_from(sv)));
+                }
             }
             Message::Sync(SyncMessage::Step2(update)) => {
                 self.apply(doc, update, &mut out)?;

@@ -1,0 +1,72 @@
+//! Command-line flags, each with an environment twin (`--listen` / `TANDEM_LISTEN`), so the
+//! same binary is configured by hand, by systemd units and by test harnesses alike. Every
+//! limit is here, with a default sized for one machine serving thousands of clients.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// tandem-server: a y-websocket-compatible sync hub.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "tandem-server", version, about)]
+pub struct Config {
+    /// Address to listen on (loopback by default; put a reverse proxy in front for TLS).
+    #[arg(long, env = "TANDEM_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Listen queue length. The kernel default (128) overflows in connect storms and
+    /// costs every dropped client a 1 s SYN retry.
+    #[arg(long, env = "TANDEM_BACKLOG", default_value_t = 4096)]
+    pub backlog: u32,
+
+    /// Largest accepted WebSocket message (bytes); bigger ones close the connection with 1009.
+    #[arg(long, env = "TANDEM_MAX_FRAME_BYTES", default_value_t = 16 << 20)]
+    pub max_frame_bytes: usize,
+
+    /// Largest document (bytes of its encoded state); updates that would grow a document
+    /// beyond it are refused and the sender is closed with 4413.
+    #[arg(long, env = "TANDEM_MAX_DOC_BYTES", default_value_t = 64 << 20)]
+    pub max_doc_bytes: usize,
+
+    /// Most simultaneous WebSocket connections; further ones are closed with 1013 (retry later).
+    #[arg(long, env = "TANDEM_MAX_CONNECTIONS", default_value_t = 20_000)]
+    pub max_connections: usize,
+
+    /// Frames queued for one connection before it counts as too slow and is closed with
+    /// 1013 (it reconnects and resyncs; frames are never silently dropped).
+    #[arg(long, env = "TANDEM_OUTBOX_FRAMES", default_value_t = 1024)]
+    pub outbox_frames: usize,
+
+    /// Milliseconds a document stays in memory after its last client left.
+    #[arg(long, env = "TANDEM_IDLE_UNLOAD_MS", default_value_t = 10_000)]
+    pub idle_unload_ms: u64,
+
+    /// Milliseconds between WebSocket pings; a connection that has not answered two pings
+    /// in a row is closed.
+    #[arg(long, env = "TANDEM_PING_INTERVAL_MS", default_value_t = 15_000)]
+    pub ping_interval_ms: u64,
+
+    /// Per-connection read buffer (bytes). tungstenite's default of 128 KiB would cost
+    /// ~130 MB per thousand idle connections.
+    #[arg(long, env = "TANDEM_READ_BUFFER_BYTES", default_value_t = 4096)]
+    pub read_buffer_bytes: usize,
+}
+
+impl Config {
+    /// Idle unload delay as a [`Duration`].
+    pub fn idle_unload(&self) -> Duration {
+        Duration::from_millis(self.idle_unload_ms)
+    }
+
+    /// Ping interval as a [`Duration`].
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_millis(self.ping_interval_ms.max(10))
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::parse_from(["tandem-server"])
+    }
+}

@@ -1,0 +1,142 @@
+//! `GET /ws/{doc}`: the y-websocket endpoint. The document name is the rest of the path,
+//! percent-decoded; query parameters (`?token=`) are tolerated. The upgrade is completed
+//! here rather than by `warp::ws()` because warp offers no way to set tungstenite's read
+//! buffer, whose 128 KiB default would cost ~130 MB per thousand idle connections.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+use tracing::debug;
+use warp::http::{header, HeaderMap, Response, StatusCode};
+use warp::hyper::body::Bytes;
+use warp::Filter;
+
+use crate::hub::connection;
+use crate::hub::Close;
+use crate::state::AppState;
+
+/// The upgrade half of a request, put into its extensions by the listener (hyper's
+/// `OnUpgrade` is not `Clone`, which warp's extension filter requires).
+#[derive(Clone)]
+pub struct UpgradeSlot(Arc<Mutex<Option<OnUpgrade>>>);
+
+impl UpgradeSlot {
+    /// Wraps the pending upgrade of one request.
+    pub fn new(on_upgrade: OnUpgrade) -> Self {
+        Self(Arc::new(Mutex::new(Some(on_upgrade))))
+    }
+
+    fn take(&self) -> Option<OnUpgrade> {
+        self.0.lock().ok()?.take()
+    }
+}
+
+/// The remote address of the connection a request came on.
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// Longest accepted document name, in bytes after decoding.
+pub const MAX_NAME_BYTES: usize = 512;
+
+/// Decodes and validates a document name from the path tail. Names are what y-websocket
+/// appends to the server URL: any UTF-8 without control characters, slashes allowed.
+pub fn doc_name(tail: &str) -> Result<String, &'static str> {
+    let decoded = percent_encoding::percent_decode_str(tail)
+        .decode_utf8()
+        .map_err(|_| "document name is not valid UTF-8")?;
+    if decoded.is_empty() {
+        return Err("document name is empty");
+    }
+    if decoded.len() > MAX_NAME_BYTES {
+        return Err("document name is longer than 512 bytes");
+    }
+    if decoded.chars().any(char::is_control) {
+        return Err("document name contains control characters");
+    }
+    Ok(decoded.into_owned())
+}
+
+/// The WebSocket route.
+pub fn route(
+    state: AppState,
+) -> impl Filter<Extract = (Response<warp::hyper::body::Bytes>,), Error = warp::Rejection> + Clone {
+    warp::get()
+        .and(warp::path("ws"))
+        .and(warp::path::tail())
+        .and(warp::header::headers_cloned())
+        .and(warp::ext::optional::<UpgradeSlot>())
+        .and(warp::ext::optional::<PeerAddr>())
+        .map(move |tail: warp::path::Tail, headers: HeaderMap, slot: Option<UpgradeSlot>, peer: Option<PeerAddr>| {
+            upgrade(state.clone(), tail.as_str(), &headers, slot, peer)
+        })
+}
+
+fn bad_request(msg: &str) -> Response<Bytes> {
+    Response::builder()
+        .status(StatusCode::BAD_REQUEST)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Bytes::from(serde_json::json!({ "error": msg }).to_string()))
+        .expect("static response")
+}
+
+fn upgrade(
+    state: AppState,
+    tail: &str,
+    headers: &HeaderMap,
+    slot: Option<UpgradeSlot>,
+    peer: Option<PeerAddr>,
+) -> Response<Bytes> {
+    let name = match doc_name(tail) {
+        Ok(n) => n,
+        Err(e) => return bad_request(e),
+    };
+    let is_upgrade = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return bad_request("expected a WebSocket upgrade (y-websocket protocol)");
+    };
+    if !is_upgrade || headers.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+        return bad_request("expected a WebSocket version 13 upgrade");
+    }
+    let Some(on_upgrade) = slot.and_then(|s| s.take()) else {
+        return bad_request("connection cannot be upgraded");
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let peer = peer.map(|p| p.0).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                debug!(%peer, error = %e, "websocket upgrade failed");
+                return;
+            }
+        };
+        let config = state.config.clone();
+        let ws_config = WebSocketConfig::default()
+            .read_buffer_size(config.read_buffer_bytes)
+            .write_buffer_size(0)
+            .max_message_size(Some(config.max_frame_bytes))
+            .max_frame_size(Some(config.max_frame_bytes));
+        let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config)).await;
+        let Some(_guard) = state.connections.try_add(config.max_connections) else {
+            connection::refuse(ws, Close::try_later("server at its connection limit")).await;
+            return;
+        };
+        let lease = state.registry.acquire(&name);
+        connection::run(ws, lease, peer, config).await;
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .body(Bytes::new())
+        .expect("static response")
+}

@@ -1,0 +1,77 @@
+//! WebSocket close codes and reasons, in one place, so every refusal tells the client
+//! whether to retry: 4400–4499 are permanent (y-websocket stops reconnecting), 1013 means
+//! "try again later", and every close carries a human-readable reason.
+
+use std::borrow::Cow;
+
+/// A close frame to send before dropping a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Close {
+    /// RFC 6455 / y-websocket close code.
+    pub code: u16,
+    /// Why, for the client's logs (at most 123 bytes on the wire).
+    pub reason: Cow<'static, str>,
+}
+
+impl Close {
+    fn new(code: u16, reason: impl Into<Cow<'static, str>>) -> Self {
+        let mut reason = reason.into();
+        if reason.len() > 123 {
+            let mut cut = 123;
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            reason = Cow::Owned(reason[..cut].to_owned());
+        }
+        Self { code, reason }
+    }
+
+    /// 1001: the server is shutting down; clients reconnect (to another node).
+    pub fn going_away() -> Self {
+        Self::new(1001, "server shutting down")
+    }
+
+    /// 1003: a frame of a kind y-protocols does not use (text frames, wrong sync type).
+    pub fn unsupported(reason: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(1003, reason)
+    }
+
+    /// 1007: a frame that does not decode, or an update the document rejects.
+    pub fn invalid(reason: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(1007, reason)
+    }
+
+    /// 1009: a message larger than `--max-frame-bytes`.
+    pub fn too_big(limit: usize) -> Self {
+        Self::new(1009, format!("message larger than {limit} bytes"))
+    }
+
+    /// 1011: something broke on our side.
+    pub fn internal(reason: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(1011, reason)
+    }
+
+    /// 1013: overloaded or too slow; retry later (the client resyncs on reconnect).
+    pub fn try_later(reason: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(1013, reason)
+    }
+
+    /// 4413: the document would exceed `--max-doc-bytes`; retrying cannot help.
+    pub fn document_too_large(limit: usize) -> Self {
+        Self::new(4413, format!("document would exceed {limit} bytes"))
+    }
+
+    /// A short label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self.code {
+            1001 => "going_away",
+            1003 => "unsupported",
+            1007 => "invalid",
+            1009 => "too_big",
+            1011 => "internal",
+            1013 => "try_later",
+            4413 => "document_too_large",
+            _ => "other",
+        }
+    }
+}

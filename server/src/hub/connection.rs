@@ -1,0 +1,155 @@
+//! One task per WebSocket: frames from the socket go to the document actor; frames from the
+//! actor's bounded outbox go to the socket; pings detect dead peers. The task never blocks
+//! the actor: the actor only ever `try_send`s into the outbox.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use tracing::debug;
+
+use crate::config::Config;
+use crate::hub::doc_actor::{Command, Outbox};
+use crate::hub::registry::Lease;
+use crate::hub::{Close, ConnId};
+
+/// Frames written per flush when the outbox has a backlog.
+const WRITE_BATCH: usize = 64;
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+/// Process-wide count of open WebSocket connections (for `--max-connections`).
+#[derive(Clone, Default)]
+pub struct ConnectionCount(Arc<AtomicUsize>);
+
+impl ConnectionCount {
+    /// Counts a new connection unless `max` are open already.
+    pub fn try_add(&self, max: usize) -> Option<ConnectionGuard> {
+        let prev = self.0.fetch_add(1, Ordering::AcqRel);
+        if prev >= max {
+            self.0.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        metrics::gauge!("tandem_connections").set((prev + 1) as f64);
+        Some(ConnectionGuard(self.0.clone()))
+    }
+
+    /// Connections open now.
+    pub fn current(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Un-counts the connection when dropped.
+pub struct ConnectionGuard(Arc<AtomicUsize>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        let now = self.0.fetch_sub(1, Ordering::AcqRel) - 1;
+        metrics::gauge!("tandem_connections").set(now as f64);
+    }
+}
+
+/// Closes a socket that was refused before joining a document.
+pub async fn refuse<S>(mut ws: WebSocketStream<S>, close: Close)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let _ = ws.close(Some(close_frame(&close))).await;
+}
+
+/// Runs one connection until either side closes it.
+pub async fn run<S>(ws: WebSocketStream<S>, lease: Lease, peer: SocketAddr, config: Arc<Config>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let conn: ConnId = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+    let doc = lease.handle().clone();
+    let (frames_tx, mut frames) = mpsc::channel::<Bytes>(config.outbox_frames.max(1));
+    let (close_tx, mut close_rx) = oneshot::channel::<Close>();
+    let (mut sink, mut stream) = ws.split();
+    let outbox = Outbox {
+        frames: frames_tx,
+        close: close_tx,
+    };
+    if doc.send(Command::Join { conn, peer, outbox }).await.is_err() {
+        let _ = sink
+            .send(Message::Close(Some(close_frame(&Close::internal("document unavailable")))))
+            .await;
+        return;
+    }
+    let mut ping = tokio::time::interval(config.ping_interval());
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await; // the first tick is immediate
+    let mut unanswered = 0u32;
+    let closing: Option<Close> = loop {
+        tokio::select! {
+            biased;
+            close = &mut close_rx => break close.ok(),
+            frame = frames.recv() => {
+                let Some(frame) = frame else { break None };
+                if sink.feed(Message::Binary(frame)).await.is_err() { break None }
+                let mut n = 1;
+                while n < WRITE_BATCH {
+                    match frames.try_recv() {
+                        Ok(f) => {
+                            if sink.feed(Message::Binary(f)).await.is_err() { break }
+                            n += 1;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if sink.flush().await.is_err() { break None }
+            }
+            msg = stream.next() => match msg {
+                Some(Ok(Message::Binary(frame))) => {
+                    unanswered = 0;
+                    if doc.send(Command::Frame { conn, frame }).await.is_err() {
+                        break Some(Close::internal("document unavailable"));
+                    }
+                }
+                Some(Ok(Message::Text(_))) => {
+                    break Some(Close::unsupported("text frames are not y-protocols messages"));
+                }
+                Some(Ok(Message::Pong(_) | Message::Ping(_) | Message::Frame(_))) => unanswered = 0,
+                Some(Ok(Message::Close(_))) | None => break None,
+                Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
+                    break Some(Close::too_big(config.max_frame_bytes));
+                }
+                Some(Err(e)) => {
+                    debug!(doc = %doc.name(), %peer, error = %e, "websocket error");
+                    break None;
+                }
+            },
+            _ = ping.tick() => {
+                if unanswered >= 2 {
+                    debug!(doc = %doc.name(), %peer, "no pong for two intervals; dropping");
+                    break None;
+                }
+                unanswered += 1;
+                if sink.send(Message::Ping(Bytes::new())).await.is_err() { break None }
+            }
+        }
+    };
+    if let Some(close) = closing {
+        let _ = sink.send(Message::Close(Some(close_frame(&close)))).await;
+    }
+    let _ = doc.send(Command::Leave { conn }).await;
+    drop(lease);
+}
+
+fn close_frame(close: &Close) -> CloseFrame {
+    CloseFrame {
+        code: CloseCode::from(close.code),
+        reason: close.reason.to_string().into(),
+    }
+}

@@ -1,0 +1,151 @@
+//! Document name → actor. Lookups happen once per connection, never per frame, so one
+//! short mutex (no await inside) is enough and makes "get or create" atomic: two clients
+//! arriving at once at a new document always end up in the same actor.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::Config;
+use crate::hub::doc_actor::{self, Command};
+
+/// Capacity of a document actor's mailbox. Readers await when it is full, which slows a
+/// flooding client down without dropping anything.
+const MAILBOX: usize = 4096;
+
+/// A cheap, cloneable way to reach one document's actor.
+#[derive(Clone)]
+pub struct DocHandle {
+    name: Arc<str>,
+    tx: mpsc::Sender<Command>,
+    users: Arc<AtomicUsize>,
+}
+
+impl DocHandle {
+    /// The document's name.
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// Sends a command; fails only if the actor has stopped.
+    pub async fn send(&self, cmd: Command) -> Result<(), mpsc::error::SendError<Command>> {
+        self.tx.send(cmd).await
+    }
+}
+
+/// A claim on a document that keeps its actor loaded until dropped.
+pub struct Lease {
+    handle: DocHandle,
+}
+
+impl Lease {
+    /// The document the lease holds.
+    pub fn handle(&self) -> &DocHandle {
+        &self.handle
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.handle.users.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// All loaded documents.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    docs: Mutex<HashMap<Arc<str>, DocHandle>>,
+    config: Arc<Config>,
+}
+
+impl Registry {
+    /// An empty registry whose actors use `config`.
+    pub fn new(config: Arc<Config>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                docs: Mutex::new(HashMap::new()),
+                config,
+            }),
+        }
+    }
+
+    /// Returns the actor of `name`, starting it (and its load) if the document is not in
+    /// memory, and counts the caller as a user until the lease is dropped.
+    pub fn acquire(&self, name: &str) -> Lease {
+        let mut docs = self.inner.docs.lock().expect("registry lock");
+        let handle = match docs.get(name) {
+            Some(h) => h.clone(),
+            None => {
+                let name: Arc<str> = Arc::from(name);
+                let (tx, rx) = mpsc::channel(MAILBOX);
+                let handle = DocHandle {
+                    name: name.clone(),
+                    tx,
+                    users: Arc::new(AtomicUsize::new(0)),
+                };
+                docs.insert(name.clone(), handle.clone());
+                metrics::gauge!("tandem_documents_loaded").set(docs.len() as f64);
+                doc_actor::spawn(
+                    name,
+                    rx,
+                    self.clone(),
+                    handle.users.clone(),
+                    self.inner.config.clone(),
+                );
+                handle
+            }
+        };
+        handle.users.fetch_add(1, Ordering::AcqRel);
+        Lease { handle }
+    }
+
+    /// Called by an idle actor: removes it if nobody acquired it meanwhile. Returns whether
+    /// the actor may stop. Checked under the same lock as [`Registry::acquire`], so no
+    /// connection can slip in between the check and the removal.
+    pub(crate) fn release_if_idle(&self, name: &str, users: &Arc<AtomicUsize>) -> bool {
+        let mut docs = self.inner.docs.lock().expect("registry lock");
+        let mine = docs
+            .get(name)
+            .is_some_and(|h| Arc::ptr_eq(&h.users, users));
+        if mine && users.load(Ordering::Acquire) == 0 {
+            docs.remove(name);
+            metrics::gauge!("tandem_documents_loaded").set(docs.len() as f64);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Number of documents in memory.
+    pub fn loaded(&self) -> usize {
+        self.inner.docs.lock().expect("registry lock").len()
+    }
+
+    /// Closes every client with 1001 and waits until each document has flushed.
+    pub async fn shutdown(&self) {
+        let handles: Vec<DocHandle> = self
+            .inner
+            .docs
+            .lock()
+            .expect("registry lock")
+            .values()
+            .cloned()
+            .collect();
+        let mut waits = Vec::with_capacity(handles.len());
+        for h in handles {
+            let (done, wait) = oneshot::channel();
+            if h.send(Command::Shutdown { done }).await.is_ok() {
+                waits.push(wait);
+            }
+        }
+        for w in waits {
+            let _ = w.await;
+        }
+    }
+}
