@@ -1,0 +1,232 @@
+//! The hub with real sockets against the real binary: convergence, late joiners, presence,
+//! slow clients, hostile frames, limits and shutdown.
+
+mod support;
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use support::{close_of, raw, Client, Server};
+use tandem_engine::protocol::codec;
+use tokio_tungstenite::tungstenite::Message as Ws;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_clients_typing_concurrently_in_three_documents_converge() {
+    let server = Server::start(&[]);
+    let mut clients = Vec::new();
+    for i in 0..20 {
+        clients.push((i % 3, Client::connect(&server.url(&format!("conv-{}", i % 3))).await));
+    }
+    // Everyone types at once: 10 tokens each at random-ish places.
+    // Inserts go to the start or the end (token boundaries), so no token can be split
+    // by another and each must appear whole, exactly once.
+    for (i, (_, c)) in clients.iter().enumerate() {
+        for k in 0..10u32 {
+            let at = if (i as u32 + k) % 2 == 0 { 0 } else { u32::MAX };
+            c.insert(at, &format!("<{i}.{k}>"));
+        }
+    }
+    for doc in 0..3 {
+        let members: Vec<&Client> = clients.iter().filter(|(d, _)| *d == doc).map(|(_, c)| c).collect();
+        let writers: Vec<usize> = (0..20).filter(|i| i % 3 == doc).collect();
+        for c in &members {
+            let want = writers.len() * 10;
+            c.wait_text(|t| t.matches('<').count() == want, "all tokens").await;
+        }
+        let reference = members[0].text();
+        for i in &writers {
+            for k in 0..10 {
+                assert_eq!(reference.matches(&format!("<{i}.{k}>")).count(), 1, "token <{i}.{k}> once");
+            }
+        }
+        for c in &members {
+            assert_eq!(c.text(), reference, "doc {doc} converged");
+            assert_eq!(c.state_vector(), members[0].state_vector());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_late_joiner_receives_the_full_state() {
+    let server = Server::start(&[]);
+    let a = Client::connect(&server.url("late")).await;
+    for i in 0..50 {
+        a.insert(i, "x");
+    }
+    a.insert(0, "start:");
+    // A second client sees it all; then a third joins after the first left.
+    let b = Client::connect(&server.url("late")).await;
+    b.wait_text(|t| t.len() == 56, "b synced").await;
+    a.disconnect();
+    let c = Client::connect(&server.url("late")).await;
+    c.wait_text(|t| t.starts_with("start:") && t.len() == 56, "c synced").await;
+    assert_eq!(c.text(), b.text());
+}
+
+#[tokio::test]
+async fn awareness_appears_for_others_and_disappears_when_a_client_disconnects() {
+    let server = Server::start(&[]);
+    let a = Client::connect(&server.url("aw")).await;
+    let b = Client::connect(&server.url("aw")).await;
+    a.set_presence(r##"{"user":{"name":"Ada","color":"#30bced"}}"##);
+    b.wait_presence(a.client_id(), true).await;
+    assert!(b.presence_of(a.client_id()).unwrap().contains("Ada"));
+    // A new joiner gets the existing presence with the server's greeting.
+    let c = Client::connect(&server.url("aw")).await;
+    c.wait_presence(a.client_id(), true).await;
+    // Closing the socket (no explicit leave message) removes it for everyone.
+    a.disconnect();
+    b.wait_presence(a.client_id(), false).await;
+    c.wait_presence(a.client_id(), false).await;
+}
+
+#[tokio::test]
+async fn query_awareness_is_answered_and_unknown_types_are_ignored() {
+    let server = Server::start(&[]);
+    let a = Client::connect(&server.url("q")).await;
+    a.set_presence(r#"{"user":{"name":"Q"}}"#);
+    let mut ws = raw(&server.url("q")).await;
+    // Unknown outer type 42: ignored, the connection stays usable.
+    ws.send(Ws::Binary(vec![42, 1, 2].into())).await.unwrap();
+    ws.send(Ws::Binary(vec![3].into())).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut saw_q = false;
+    while !saw_q {
+        let msg = tokio::time::timeout_at(deadline, ws.next()).await.expect("answer").unwrap().unwrap();
+        if let Ws::Binary(b) = msg {
+            if let Ok(tandem_engine::Message::Awareness(u)) = tandem_engine::Message::decode(&b) {
+                saw_q = u.entries.iter().any(|e| e.state.contains("\"Q\""));
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_slow_client_is_closed_with_1013_while_the_others_continue() {
+    let server = Server::start(&["--outbox-frames", "64"]);
+    let writer = Client::connect(&server.url("slow")).await;
+    let fast = Client::connect(&server.url("slow")).await;
+    // The slow client connects and then never reads.
+    let mut slow = raw(&server.url("slow")).await;
+    let chunk = "y".repeat(64 * 1024);
+    for i in 0..300 {
+        writer.insert(0, &chunk);
+        if i % 50 == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    fast.wait_text(|t| t.len() == 300 * 64 * 1024, "fast client gets everything").await;
+    assert!(fast.closed().is_none(), "the fast client stays connected");
+    // Now read the slow client's socket: after what was buffered comes a 1013 close.
+    let (code, reason) = close_of(&mut slow).await.expect("a close frame");
+    assert_eq!(code, 1013, "reason: {reason}");
+    assert!(!reason.is_empty());
+}
+
+#[tokio::test]
+async fn garbage_frames_close_only_their_own_connection_and_the_document_survives() {
+    let server = Server::start(&["--max-frame-bytes", "65536"]);
+    let keeper = Client::connect(&server.url("g")).await;
+    keeper.insert(0, "precious");
+    let other = Client::connect(&server.url("g")).await;
+    other.wait_text(|t| t == "precious", "other synced").await;
+
+    let cases: Vec<(&str, Ws, &[u16])> = vec![
+        ("random bytes", Ws::Binary(vec![0, 2, 200, 17, 99, 1, 4, 4, 4].into()), &[1007]),
+        ("truncated varint", Ws::Binary(vec![0, 0x80].into()), &[1007]),
+        ("wrong sync type", Ws::Binary(vec![0, 7, 0].into()), &[1003]),
+        ("text frame", Ws::Text("hello".into()), &[1003]),
+        ("bad awareness json", Ws::Binary(bad_awareness()), &[1007]),
+        ("update that does not decode", Ws::Binary(codec::encode_update(&[9, 9, 9, 9]).into()), &[1007]),
+        ("oversized", Ws::Binary(vec![0u8; 100_000].into()), &[1009]),
+    ];
+    for (what, frame, codes) in cases {
+        let mut ws = raw(&server.url("g")).await;
+        ws.send(frame).await.unwrap();
+        let (code, reason) = close_of(&mut ws).await.unwrap_or_else(|| panic!("{what}: no close frame"));
+        assert!(codes.contains(&code), "{what}: got {code} ({reason})");
+        assert!(!reason.is_empty(), "{what}: close without a reason");
+    }
+    // Everyone else is untouched, and the document is intact and still editable.
+    assert!(keeper.closed().is_none() && other.closed().is_none());
+    keeper.insert(8, "!");
+    other.wait_text(|t| t == "precious!", "edit after garbage").await;
+    let late = Client::connect(&server.url("g")).await;
+    late.wait_text(|t| t == "precious!", "late joiner").await;
+}
+
+fn bad_awareness() -> tokio_tungstenite::tungstenite::Bytes {
+    let update = tandem_engine::AwarenessUpdate {
+        entries: vec![tandem_engine::AwarenessEntry {
+            client_id: 5,
+            clock: 1,
+            state: "{broken".into(),
+        }],
+    };
+    update.encode_frame().into()
+}
+
+#[tokio::test]
+async fn concurrent_first_connections_share_one_document() {
+    let server = Server::start(&[]);
+    let url = server.url("fresh-doc");
+    let clients = futures_util::future::join_all((0..12).map(|_| Client::connect(&url))).await;
+    for (i, c) in clients.iter().enumerate() {
+        c.insert(0, &format!("[{i}]"));
+    }
+    for c in &clients {
+        c.wait_text(|t| t.matches('[').count() == 12, "all twelve inserts").await;
+    }
+}
+
+#[tokio::test]
+async fn invalid_document_names_get_http_400_and_unknown_paths_404() {
+    let server = Server::start(&[]);
+    let (status, body) = server.http("/ws/%FF%FE");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("UTF-8"));
+    let (status, _) = server.http("/ws/");
+    assert_eq!(status, 400);
+    let (status, _) = server.http("/ws/plain-get-without-upgrade");
+    assert_eq!(status, 400);
+    let (status, _) = server.http("/nope");
+    assert_eq!(status, 404);
+    let (status, body) = server.http("/healthz");
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    let (status, body) = server.http("/metrics");
+    assert_eq!(status, 200);
+    assert!(body.contains("tandem_connections") || body.is_empty() || body.contains('#'));
+}
+
+#[tokio::test]
+async fn percent_encoded_names_and_query_strings_address_the_same_document() {
+    let server = Server::start(&[]);
+    let a = Client::connect(&format!("ws://127.0.0.1:{}/ws/team%2Fmy%20doc?token=abc", server.port)).await;
+    a.insert(0, "shared");
+    let b = Client::connect(&format!("ws://127.0.0.1:{}/ws/team/my%20doc", server.port)).await;
+    b.wait_text(|t| t == "shared", "same document").await;
+}
+
+#[tokio::test]
+async fn connection_limit_answers_1013() {
+    let server = Server::start(&["--max-connections", "2"]);
+    let _a = Client::connect(&server.url("lim")).await;
+    let _b = Client::connect(&server.url("lim")).await;
+    let mut c = raw(&server.url("lim")).await;
+    let (code, reason) = close_of(&mut c).await.expect("close");
+    assert_eq!(code, 1013, "{reason}");
+}
+
+#[tokio::test]
+async fn sigterm_closes_clients_with_1001_and_exits_cleanly() {
+    let mut server = Server::start(&[]);
+    let a = Client::connect(&server.url("bye")).await;
+    a.insert(0, "x");
+    let pid = server.child.id();
+    let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    assert!(status.success());
+    let (code, _) = a.wait_closed().await;
+    assert_eq!(code, 1001);
+    let exit = tokio::task::spawn_blocking(move || server.child.wait().unwrap()).await.unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+}
