@@ -23,11 +23,11 @@ def fmt(ms):
     return f"{ms:,.1f} ms" if ms >= 10 else f"{ms:.2f} ms"
 
 
-print("| trace | txns | replay: raw yrs | replay: engine | engine / yrs | v1 size | v2 size | load (decode+integrate) | remote apply (per-txn updates) |")
+print("| trace | txns | replay: raw yrs | replay: engine | engine / yrs (paired median) | v1 size | v2 size | load (decode+integrate) | remote apply (per-txn updates) |")
 print("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
 for name, s in sorted(sizes.items()):
     y = est(f"replay/{name}", "yrs")
     e = est(f"replay/{name}", "engine")
     load = est(f"load/{name}", "engine")
     remote = est(f"remote_apply/{name}", "engine")
-    print(f"| {name} | {s['txns']:,} | {fmt(y)} | {fmt(e)} | {e / y:.3f} | {s['v1_bytes']:,} B | {s['v2_bytes']:,} B | {fmt(load)} | {fmt(remote)} |")
+    print(f"| {name} | {s['txns']:,} | {fmt(y)} | {fmt(e)} | {s['paired_ratio']:.3f} | {s['v1_bytes']:,} B | {s['v2_bytes']:,} B | {fmt(load)} | {fmt(remote)} |")

@@ -166,7 +166,8 @@ impl Awareness {
             let current_clock = self.meta.get(&id).map_or(0, |m| m.clock);
             let known = self.states.contains_key(&id);
             let removal = entry.is_removal();
-            if !(current_clock < entry.clock || (current_clock == entry.clock && removal && known)) {
+            if !(current_clock < entry.clock || (current_clock == entry.clock && removal && known))
+            {
                 continue;
             }
             let mut clock = entry.clock;

@@ -273,17 +273,12 @@ pub fn decode_state_vector(bytes: &[u8]) -> Result<StateVector, DocError> {
     })
 }
 
-/// A random client id in Yjs' 32-bit range (without pulling a RNG crate into the engine:
-/// std's randomly keyed hasher is seeded by the OS on native targets).
+/// A random client id in Yjs' 32-bit range. yrs' generator is seeded from the OS (and from
+/// `crypto.getRandomValues` in browsers), so ids differ across tabs and processes.
 fn random_client_id() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0x7a6e_646d);
-    let id = h.finish() as u32 as u64;
-    if id == 0 {
-        1
-    } else {
-        id
+    match yrs::ClientID::random().get() as u32 {
+        0 => 1,
+        id => id as u64,
     }
 }
 
@@ -303,9 +298,7 @@ impl<'doc> Edit<'doc> {
 
     /// The v1 update of everything done in this transaction so far (`None` if nothing).
     pub fn update_v1(&self) -> Option<Vec<u8>> {
-        self.txn
-            .has_changes()
-            .then(|| self.txn.encode_update_v1())
+        self.txn.has_changes().then(|| self.txn.encode_update_v1())
     }
 
     /// Inserts `chunk` at `index` of `text`.

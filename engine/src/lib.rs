@@ -81,7 +81,6 @@ pub use cursor::Cursor;
 pub use document::{Applied, Attributes, Document, Edit, TextDelta};
 pub use error::{CodecError, DocError, ReplayError, SessionError};
 pub use protocol::{
-    AuthMessage, AwarenessEntry, AwarenessUpdate, Message, Outcome, Role, SyncMessage,
-    SyncSession,
+    AuthMessage, AwarenessEntry, AwarenessUpdate, Message, Outcome, Role, SyncMessage, SyncSession,
 };
 pub use yrs;

@@ -38,9 +38,18 @@ fn every_strict_prefix_of_a_valid_frame_is_a_typed_error() {
 
 #[test]
 fn specific_malformations_are_named() {
-    assert_eq!(Message::decode(&[]), Err(CodecError::Truncated("message type")));
-    assert_eq!(Message::decode(&[9]), Err(CodecError::UnknownMessageType(9)));
-    assert_eq!(Message::decode(&[0, 5, 0]), Err(CodecError::UnknownSyncType(5)));
+    assert_eq!(
+        Message::decode(&[]),
+        Err(CodecError::Truncated("message type"))
+    );
+    assert_eq!(
+        Message::decode(&[9]),
+        Err(CodecError::UnknownMessageType(9))
+    );
+    assert_eq!(
+        Message::decode(&[0, 5, 0]),
+        Err(CodecError::UnknownSyncType(5))
+    );
     // 11 continuation bytes: not a varint any peer can produce.
     assert!(matches!(
         Message::decode(&[0xff; 12]),

@@ -16,7 +16,9 @@ fn out_of_bounds_edits_are_errors_not_panics() {
     ));
     assert!(doc.edit(|e| e.delete(&text, 2, 2)).is_err());
     assert!(doc.edit(|e| e.delete(&text, u32::MAX, 2)).is_err());
-    assert!(doc.edit(|e| e.format(&text, 1, 5, Default::default())).is_err());
+    assert!(doc
+        .edit(|e| e.format(&text, 1, 5, Default::default()))
+        .is_err());
     let arr = doc.array("a");
     assert!(doc.edit(|e| e.array_insert(&arr, 1, 1.0)).is_err());
     assert_eq!(doc.text_string("content"), "abc");
@@ -37,7 +39,9 @@ fn observers_see_deltas_of_remote_changes() {
     let b = Document::new("d");
     let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
     let sink = seen.clone();
-    b.observe_text("content", "test", move |d| sink.borrow_mut().push(d.to_vec()));
+    b.observe_text("content", "test", move |d| {
+        sink.borrow_mut().push(d.to_vec())
+    });
     let text = a.text("content");
     let ((), u1) = a.edit_with_update(|e| e.insert(&text, 0, "hello").unwrap());
     b.apply_update_v1(&u1.unwrap()).unwrap();

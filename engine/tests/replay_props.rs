@@ -14,12 +14,33 @@ use tandem_engine::editlog::{Cluster, EditLog, Op, Schedule, Step};
 
 #[derive(Debug, Clone)]
 enum Action {
-    Insert { replica: usize, slot: usize, tokens: usize },
-    Delete { replica: usize, slot: usize },
-    Format { replica: usize, slot: usize, bold: bool },
-    MapSet { replica: usize, key: u8, value: i32 },
-    MapDelete { replica: usize, key: u8 },
-    Cursor { replica: usize, slot: usize },
+    Insert {
+        replica: usize,
+        slot: usize,
+        tokens: usize,
+    },
+    Delete {
+        replica: usize,
+        slot: usize,
+    },
+    Format {
+        replica: usize,
+        slot: usize,
+        bold: bool,
+    },
+    MapSet {
+        replica: usize,
+        key: u8,
+        value: i32,
+    },
+    MapDelete {
+        replica: usize,
+        key: u8,
+    },
+    Cursor {
+        replica: usize,
+        slot: usize,
+    },
     Net(Step),
 }
 
@@ -109,7 +130,11 @@ impl Driver {
 
     fn run(&mut self, action: Action) -> Result<(), TestCaseError> {
         match action {
-            Action::Insert { replica, slot, tokens } => {
+            Action::Insert {
+                replica,
+                slot,
+                tokens,
+            } => {
                 let b = boundaries(&self.cluster.text(replica));
                 let pos = b[slot % b.len()].0;
                 let mut text = String::new();
@@ -127,22 +152,60 @@ impl Driver {
                     let (pos, tok) = &b[slot % (b.len() - 1)];
                     let tok = tok.clone().unwrap();
                     self.deleted.insert(tok.clone());
-                    self.local(replica, Op::Delete { pos: *pos, len: tok.len() as u32 });
+                    self.local(
+                        replica,
+                        Op::Delete {
+                            pos: *pos,
+                            len: tok.len() as u32,
+                        },
+                    );
                 }
             }
-            Action::Format { replica, slot, bold } => {
+            Action::Format {
+                replica,
+                slot,
+                bold,
+            } => {
                 let b = boundaries(&self.cluster.text(replica));
                 if b.len() > 1 {
                     let (pos, tok) = &b[slot % (b.len() - 1)];
-                    let attrs = [("bold".to_owned(), if bold { serde_json::Value::Bool(true) } else { serde_json::Value::Null })].into();
+                    let attrs = [(
+                        "bold".to_owned(),
+                        if bold {
+                            serde_json::Value::Bool(true)
+                        } else {
+                            serde_json::Value::Null
+                        },
+                    )]
+                    .into();
                     let len = tok.as_ref().unwrap().len() as u32;
-                    self.local(replica, Op::Format { pos: *pos, len, attrs });
+                    self.local(
+                        replica,
+                        Op::Format {
+                            pos: *pos,
+                            len,
+                            attrs,
+                        },
+                    );
                 }
             }
-            Action::MapSet { replica, key, value } => {
-                self.local(replica, Op::MapSet { key: format!("k{key}"), value: serde_json::json!(value) })
-            }
-            Action::MapDelete { replica, key } => self.local(replica, Op::MapDelete { key: format!("k{key}") }),
+            Action::MapSet {
+                replica,
+                key,
+                value,
+            } => self.local(
+                replica,
+                Op::MapSet {
+                    key: format!("k{key}"),
+                    value: serde_json::json!(value),
+                },
+            ),
+            Action::MapDelete { replica, key } => self.local(
+                replica,
+                Op::MapDelete {
+                    key: format!("k{key}"),
+                },
+            ),
             Action::Cursor { replica, slot } => {
                 let b = boundaries(&self.cluster.text(replica));
                 let (pos, tok) = b[slot % b.len()].clone();
@@ -150,11 +213,21 @@ impl Driver {
                     Some(t) => self.caret_before.insert(replica, t),
                     None => self.caret_before.remove(&replica),
                 };
-                self.local(replica, Op::Cursor { anchor: pos, head: pos });
+                self.local(
+                    replica,
+                    Op::Cursor {
+                        anchor: pos,
+                        head: pos,
+                    },
+                );
             }
             Action::Net(step) => {
                 if let Some(d) = self.cluster.step(&step).unwrap() {
-                    prop_assert!(!(d.duplicate && d.changed), "applying update {} twice changed replica state", d.packet);
+                    prop_assert!(
+                        !(d.duplicate && d.changed),
+                        "applying update {} twice changed replica state",
+                        d.packet
+                    );
                 }
                 self.schedule.steps.push(step);
             }
@@ -166,10 +239,19 @@ impl Driver {
         for i in 0..self.cluster.len() {
             let text = self.cluster.text(i);
             let toks = tokens(&text);
-            prop_assert!(toks.is_some(), "replica {i} holds a partial insert: {text:?}");
+            prop_assert!(
+                toks.is_some(),
+                "replica {i} holds a partial insert: {text:?}"
+            );
             let toks = toks.unwrap();
             let unique: BTreeSet<_> = toks.iter().collect();
-            prop_assert_eq!(unique.len(), toks.len(), "replica {} duplicated an insert: {:?}", i, text);
+            prop_assert_eq!(
+                unique.len(),
+                toks.len(),
+                "replica {} duplicated an insert: {:?}",
+                i,
+                text
+            );
             if self.cluster.has_cursor(i) {
                 let (a, h) = self.cluster.cursor(i).expect("own cursor always resolves");
                 let len = text.len() as u32;

@@ -46,10 +46,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .install_recorder()
         .map_err(|e| StartError::Metrics(e.to_string()))?;
     let config = Arc::new(config);
-    let listener = listener::bind(config.listen, config.backlog).map_err(|source| StartError::Bind {
-        addr: config.listen,
-        source,
-    })?;
+    let listener =
+        listener::bind(config.listen, config.backlog).map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
     let state = AppState {
         registry: Registry::new(config.clone()),
         connections: ConnectionCount::default(),

@@ -15,28 +15,44 @@ async fn twenty_clients_typing_concurrently_in_three_documents_converge() {
     let server = Server::start(&[]);
     let mut clients = Vec::new();
     for i in 0..20 {
-        clients.push((i % 3, Client::connect(&server.url(&format!("conv-{}", i % 3))).await));
+        clients.push((
+            i % 3,
+            Client::connect(&server.url(&format!("conv-{}", i % 3))).await,
+        ));
     }
     // Everyone types at once: 10 tokens each at random-ish places.
     // Inserts go to the start or the end (token boundaries), so no token can be split
     // by another and each must appear whole, exactly once.
     for (i, (_, c)) in clients.iter().enumerate() {
         for k in 0..10u32 {
-            let at = if (i as u32 + k) % 2 == 0 { 0 } else { u32::MAX };
+            let at = if (i as u32 + k).is_multiple_of(2) {
+                0
+            } else {
+                u32::MAX
+            };
             c.insert(at, &format!("<{i}.{k}>"));
         }
     }
     for doc in 0..3 {
-        let members: Vec<&Client> = clients.iter().filter(|(d, _)| *d == doc).map(|(_, c)| c).collect();
+        let members: Vec<&Client> = clients
+            .iter()
+            .filter(|(d, _)| *d == doc)
+            .map(|(_, c)| c)
+            .collect();
         let writers: Vec<usize> = (0..20).filter(|i| i % 3 == doc).collect();
         for c in &members {
             let want = writers.len() * 10;
-            c.wait_text(|t| t.matches('<').count() == want, "all tokens").await;
+            c.wait_text(|t| t.matches('<').count() == want, "all tokens")
+                .await;
         }
         let reference = members[0].text();
         for i in &writers {
             for k in 0..10 {
-                assert_eq!(reference.matches(&format!("<{i}.{k}>")).count(), 1, "token <{i}.{k}> once");
+                assert_eq!(
+                    reference.matches(&format!("<{i}.{k}>")).count(),
+                    1,
+                    "token <{i}.{k}> once"
+                );
             }
         }
         for c in &members {
@@ -59,7 +75,8 @@ async fn a_late_joiner_receives_the_full_state() {
     b.wait_text(|t| t.len() == 56, "b synced").await;
     a.disconnect();
     let c = Client::connect(&server.url("late")).await;
-    c.wait_text(|t| t.starts_with("start:") && t.len() == 56, "c synced").await;
+    c.wait_text(|t| t.starts_with("start:") && t.len() == 56, "c synced")
+        .await;
     assert_eq!(c.text(), b.text());
 }
 
@@ -92,7 +109,11 @@ async fn query_awareness_is_answered_and_unknown_types_are_ignored() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut saw_q = false;
     while !saw_q {
-        let msg = tokio::time::timeout_at(deadline, ws.next()).await.expect("answer").unwrap().unwrap();
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("answer")
+            .unwrap()
+            .unwrap();
         if let Ws::Binary(b) = msg {
             if let Ok(tandem_engine::Message::Awareness(u)) = tandem_engine::Message::decode(&b) {
                 saw_q = u.entries.iter().any(|e| e.state.contains("\"Q\""));
@@ -115,7 +136,11 @@ async fn a_slow_client_is_closed_with_1013_while_the_others_continue() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-    fast.wait_text(|t| t.len() == 300 * 64 * 1024, "fast client gets everything").await;
+    fast.wait_text(
+        |t| t.len() == 300 * 64 * 1024,
+        "fast client gets everything",
+    )
+    .await;
     assert!(fast.closed().is_none(), "the fast client stays connected");
     // Now read the slow client's socket: after what was buffered comes a 1013 close.
     let (code, reason) = close_of(&mut slow).await.expect("a close frame");
@@ -132,25 +157,41 @@ async fn garbage_frames_close_only_their_own_connection_and_the_document_survive
     other.wait_text(|t| t == "precious", "other synced").await;
 
     let cases: Vec<(&str, Ws, &[u16])> = vec![
-        ("random bytes", Ws::Binary(vec![0, 2, 200, 17, 99, 1, 4, 4, 4].into()), &[1007]),
-        ("truncated varint", Ws::Binary(vec![0, 0x80].into()), &[1007]),
+        (
+            "random bytes",
+            Ws::Binary(vec![0, 2, 200, 17, 99, 1, 4, 4, 4].into()),
+            &[1007],
+        ),
+        (
+            "truncated varint",
+            Ws::Binary(vec![0, 0x80].into()),
+            &[1007],
+        ),
         ("wrong sync type", Ws::Binary(vec![0, 7, 0].into()), &[1003]),
         ("text frame", Ws::Text("hello".into()), &[1003]),
         ("bad awareness json", Ws::Binary(bad_awareness()), &[1007]),
-        ("update that does not decode", Ws::Binary(codec::encode_update(&[9, 9, 9, 9]).into()), &[1007]),
+        (
+            "update that does not decode",
+            Ws::Binary(codec::encode_update(&[9, 9, 9, 9]).into()),
+            &[1007],
+        ),
         ("oversized", Ws::Binary(vec![0u8; 100_000].into()), &[1009]),
     ];
     for (what, frame, codes) in cases {
         let mut ws = raw(&server.url("g")).await;
         ws.send(frame).await.unwrap();
-        let (code, reason) = close_of(&mut ws).await.unwrap_or_else(|| panic!("{what}: no close frame"));
+        let (code, reason) = close_of(&mut ws)
+            .await
+            .unwrap_or_else(|| panic!("{what}: no close frame"));
         assert!(codes.contains(&code), "{what}: got {code} ({reason})");
         assert!(!reason.is_empty(), "{what}: close without a reason");
     }
     // Everyone else is untouched, and the document is intact and still editable.
     assert!(keeper.closed().is_none() && other.closed().is_none());
     keeper.insert(8, "!");
-    other.wait_text(|t| t == "precious!", "edit after garbage").await;
+    other
+        .wait_text(|t| t == "precious!", "edit after garbage")
+        .await;
     let late = Client::connect(&server.url("g")).await;
     late.wait_text(|t| t == "precious!", "late joiner").await;
 }
@@ -175,7 +216,8 @@ async fn concurrent_first_connections_share_one_document() {
         c.insert(0, &format!("[{i}]"));
     }
     for c in &clients {
-        c.wait_text(|t| t.matches('[').count() == 12, "all twelve inserts").await;
+        c.wait_text(|t| t.matches('[').count() == 12, "all twelve inserts")
+            .await;
     }
 }
 
@@ -201,7 +243,11 @@ async fn invalid_document_names_get_http_400_and_unknown_paths_404() {
 #[tokio::test]
 async fn percent_encoded_names_and_query_strings_address_the_same_document() {
     let server = Server::start(&[]);
-    let a = Client::connect(&format!("ws://127.0.0.1:{}/ws/team%2Fmy%20doc?token=abc", server.port)).await;
+    let a = Client::connect(&format!(
+        "ws://127.0.0.1:{}/ws/team%2Fmy%20doc?token=abc",
+        server.port
+    ))
+    .await;
     a.insert(0, "shared");
     let b = Client::connect(&format!("ws://127.0.0.1:{}/ws/team/my%20doc", server.port)).await;
     b.wait_text(|t| t == "shared", "same document").await;
@@ -223,10 +269,15 @@ async fn sigterm_closes_clients_with_1001_and_exits_cleanly() {
     let a = Client::connect(&server.url("bye")).await;
     a.insert(0, "x");
     let pid = server.child.id();
-    let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let (code, _) = a.wait_closed().await;
     assert_eq!(code, 1001);
-    let exit = tokio::task::spawn_blocking(move || server.child.wait().unwrap()).await.unwrap();
+    let exit = tokio::task::spawn_blocking(move || server.child.wait().unwrap())
+        .await
+        .unwrap();
     assert!(exit.success(), "exit status {exit:?}");
 }

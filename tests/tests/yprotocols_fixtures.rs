@@ -11,7 +11,8 @@ use tandem_engine::{
 
 fn fixtures() -> Vec<Value> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/yprotocols.json");
-    let text = std::fs::read_to_string(path).expect("fixtures exist (run tests/node/gen-fixtures.mjs)");
+    let text =
+        std::fs::read_to_string(path).expect("fixtures exist (run tests/node/gen-fixtures.mjs)");
     let v: Value = serde_json::from_str(&text).unwrap();
     v["fixtures"].as_array().unwrap().clone()
 }
@@ -54,7 +55,8 @@ fn sync_step1_carries_the_state_vector_and_we_send_the_same_bytes() {
     }
     // A document holding the same content announces the same state vector, byte for byte.
     let doc = Document::new("x");
-    doc.apply_update_v1(&hex(&fixture("sync_step2_full")["update"])).unwrap();
+    doc.apply_update_v1(&hex(&fixture("sync_step2_full")["update"]))
+        .unwrap();
     let ours = tandem_engine::protocol::codec::encode_step1(&doc.state_vector_v1());
     assert_eq!(ours, hex(&fixture("sync_step1")["hex"]));
 }
@@ -73,7 +75,10 @@ fn sync_step2_applies_to_the_same_text_formatting_map_and_array() {
     let delta = serde_json::to_value(doc.text_delta("content")).unwrap();
     assert_eq!(delta, f["delta"]);
     let map = doc.map("meta");
-    let title = map.get(&doc.read(), "title").unwrap().to_string(&doc.read());
+    let title = map
+        .get(&doc.read(), "title")
+        .unwrap()
+        .to_string(&doc.read());
     assert_eq!(title, f["map"]["title"].as_str().unwrap());
     assert_eq!(doc.array("list").len(&doc.read()), 3);
     // Our answer to an empty state vector is the bytes y-protocols' server sends.
@@ -93,14 +98,17 @@ fn sync_updates_decode_and_apply() {
         assert_eq!(tandem_engine::protocol::codec::encode_update(update), bytes);
     }
     let doc = Document::new("x");
-    doc.apply_update_v1(&hex(&fixture("sync_step2_full")["update"])).unwrap();
-    doc.apply_update_v1(&hex(&fixture("sync_update")["update"])).unwrap();
+    doc.apply_update_v1(&hex(&fixture("sync_step2_full")["update"]))
+        .unwrap();
+    doc.apply_update_v1(&hex(&fixture("sync_update")["update"]))
+        .unwrap();
     assert_eq!(
         doc.text_string("content"),
         fixture("sync_update")["text"].as_str().unwrap()
     );
     let big = Document::new("y");
-    big.apply_update_v1(&hex(&fixture("sync_update_large")["update"])).unwrap();
+    big.apply_update_v1(&hex(&fixture("sync_update_large")["update"]))
+        .unwrap();
     assert_eq!(big.text_string("content").len(), 70_000);
 }
 

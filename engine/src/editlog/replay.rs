@@ -83,7 +83,11 @@ pub struct Divergence {
 
 impl fmt::Display for Divergence {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "replica {} differs from replica 0 in its {}", self.replica, self.what)
+        write!(
+            f,
+            "replica {} differs from replica 0 in its {}",
+            self.replica, self.what
+        )
     }
 }
 
@@ -210,7 +214,10 @@ impl Cluster {
             // another schedule may point past the end or into a surrogate pair.
             let range = |pos: u32, n: u32| {
                 let start = snap(&current, pos);
-                (start, snap(&current, pos.saturating_add(n)).max(start) - start)
+                (
+                    start,
+                    snap(&current, pos.saturating_add(n)).max(start) - start,
+                )
             };
             match op {
                 Op::Insert { pos, text: s } => e.insert(&text, snap(&current, *pos), s),

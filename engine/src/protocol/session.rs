@@ -146,7 +146,12 @@ impl SyncSession {
         Ok(out)
     }
 
-    fn apply(&mut self, doc: &Document, update: &[u8], out: &mut Outcome) -> Result<(), SessionError> {
+    fn apply(
+        &mut self,
+        doc: &Document,
+        update: &[u8],
+        out: &mut Outcome,
+    ) -> Result<(), SessionError> {
         let applied = doc.apply_update_v1(update)?;
         if let Some(update) = applied.update {
             if self.role == Role::Server {

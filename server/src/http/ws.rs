@@ -71,9 +71,14 @@ pub fn route(
         .and(warp::header::headers_cloned())
         .and(warp::ext::optional::<UpgradeSlot>())
         .and(warp::ext::optional::<PeerAddr>())
-        .map(move |tail: warp::path::Tail, headers: HeaderMap, slot: Option<UpgradeSlot>, peer: Option<PeerAddr>| {
-            upgrade(state.clone(), tail.as_str(), &headers, slot, peer)
-        })
+        .map(
+            move |tail: warp::path::Tail,
+                  headers: HeaderMap,
+                  slot: Option<UpgradeSlot>,
+                  peer: Option<PeerAddr>| {
+                upgrade(state.clone(), tail.as_str(), &headers, slot, peer)
+            },
+        )
 }
 
 fn bad_request(msg: &str) -> Response<Bytes> {
@@ -102,14 +107,21 @@ fn upgrade(
     let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
         return bad_request("expected a WebSocket upgrade (y-websocket protocol)");
     };
-    if !is_upgrade || headers.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+    if !is_upgrade
+        || headers
+            .get(header::SEC_WEBSOCKET_VERSION)
+            .map(|v| v.as_bytes())
+            != Some(b"13")
+    {
         return bad_request("expected a WebSocket version 13 upgrade");
     }
     let Some(on_upgrade) = slot.and_then(|s| s.take()) else {
         return bad_request("connection cannot be upgraded");
     };
     let accept = derive_accept_key(key.as_bytes());
-    let peer = peer.map(|p| p.0).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let peer = peer
+        .map(|p| p.0)
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
     tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
@@ -124,7 +136,9 @@ fn upgrade(
             .write_buffer_size(0)
             .max_message_size(Some(config.max_frame_bytes))
             .max_frame_size(Some(config.max_frame_bytes));
-        let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config)).await;
+        let ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config))
+                .await;
         let Some(_guard) = state.connections.try_add(config.max_connections) else {
             connection::refuse(ws, Close::try_later("server at its connection limit")).await;
             return;

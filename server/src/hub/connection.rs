@@ -81,9 +81,15 @@ where
         frames: frames_tx,
         close: close_tx,
     };
-    if doc.send(Command::Join { conn, peer, outbox }).await.is_err() {
+    if doc
+        .send(Command::Join { conn, peer, outbox })
+        .await
+        .is_err()
+    {
         let _ = sink
-            .send(Message::Close(Some(close_frame(&Close::internal("document unavailable")))))
+            .send(Message::Close(Some(close_frame(&Close::internal(
+                "document unavailable",
+            )))))
             .await;
         return;
     }

@@ -106,7 +106,12 @@ pub fn spawn(
 }
 
 impl DocActor {
-    async fn run(mut self, mut rx: mpsc::Receiver<Command>, registry: Registry, users: Arc<AtomicUsize>) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Command>,
+        registry: Registry,
+        users: Arc<AtomicUsize>,
+    ) {
         info!(doc = %self.name, "document loaded");
         let mut awareness_check = tokio::time::interval(AWARENESS_CHECK);
         awareness_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -222,7 +227,8 @@ impl DocActor {
             }
             Err(SessionError::Doc(e)) => {
                 warn!(doc = %self.name, %peer, error = %e, "update rejected; closing connection");
-                self.doomed.push((id, Close::invalid(format!("update rejected: {e}"))));
+                self.doomed
+                    .push((id, Close::invalid(format!("update rejected: {e}"))));
                 return;
             }
         };
@@ -282,7 +288,9 @@ impl DocActor {
     }
 
     fn send_to(&mut self, id: ConnId, frame: Bytes) {
-        let Some(conn) = self.conns.get(&id) else { return };
+        let Some(conn) = self.conns.get(&id) else {
+            return;
+        };
         metrics::counter!("tandem_messages_out_total").increment(1);
         metrics::counter!("tandem_bytes_out_total").increment(frame.len() as u64);
         if let Err(e) = conn.outbox.frames.try_send(frame) {
@@ -306,7 +314,9 @@ impl DocActor {
     /// until none is left.
     fn close_doomed(&mut self) {
         while let Some((id, close)) = self.doomed.pop() {
-            let Some(conn) = self.conns.get(&id) else { continue };
+            let Some(conn) = self.conns.get(&id) else {
+                continue;
+            };
             if close.code == 1013 {
                 warn!(doc = %self.name, peer = %conn.peer, "client too slow to drain its queue; closing with 1013");
             }

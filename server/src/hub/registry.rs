@@ -110,9 +110,7 @@ impl Registry {
     /// connection can slip in between the check and the removal.
     pub(crate) fn release_if_idle(&self, name: &str, users: &Arc<AtomicUsize>) -> bool {
         let mut docs = self.inner.docs.lock().expect("registry lock");
-        let mine = docs
-            .get(name)
-            .is_some_and(|h| Arc::ptr_eq(&h.users, users));
+        let mine = docs.get(name).is_some_and(|h| Arc::ptr_eq(&h.users, users));
         if mine && users.load(Ordering::Acquire) == 0 {
             docs.remove(name);
             metrics::gauge!("tandem_documents_loaded").set(docs.len() as f64);

@@ -51,7 +51,11 @@ impl Server {
     pub fn http(&self, path: &str) -> (u16, String) {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         let status = out[9..12].parse().unwrap();
@@ -77,7 +81,10 @@ pub fn free_port() -> u16 {
 
 /// Opens a raw WebSocket to `url`.
 pub async fn raw(url: &str) -> Socket {
-    tokio_tungstenite::connect_async(url).await.expect("connect").0
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect")
+        .0
 }
 
 /// Reads until the server closes; returns its close frame (code, reason).
@@ -146,7 +153,10 @@ impl Client {
                         let mut guard = reader_shared.lock().unwrap();
                         let s = &mut *guard;
                         let msg = Message::decode(&frame).expect("server frames decode");
-                        let out = s.session.handle(&s.doc, &mut s.awareness, &msg, now_ms()).expect("server frames apply");
+                        let out = s
+                            .session
+                            .handle(&s.doc, &mut s.awareness, &msg, now_ms())
+                            .expect("server frames apply");
                         if out.synced {
                             s.synced = true;
                         }
@@ -156,7 +166,9 @@ impl Client {
                     }
                     Ok(Ws::Close(frame)) => {
                         reader_shared.lock().unwrap().closed =
-                            Some(frame.map_or((1005, String::new()), |f| (f.code.into(), f.reason.to_string())));
+                            Some(frame.map_or((1005, String::new()), |f| {
+                                (f.code.into(), f.reason.to_string())
+                            }));
                         break;
                     }
                     Ok(_) => {}
@@ -201,7 +213,10 @@ impl Client {
         use tandem_engine::yrs::ReadTxn;
         let s = self.shared.lock().unwrap();
         let txn = s.doc.read();
-        txn.state_vector().iter().map(|(c, k)| (c.get(), *k)).collect()
+        txn.state_vector()
+            .iter()
+            .map(|(c, k)| (c.get(), *k))
+            .collect()
     }
 
     pub fn client_id(&self) -> u64 {
@@ -211,20 +226,35 @@ impl Client {
     /// Publishes a presence state.
     pub fn set_presence(&self, json: &str) {
         let mut s = self.shared.lock().unwrap();
-        let update = s.awareness.set_local_state_json(Some(json), now_ms()).unwrap();
-        self.out.send(Ws::Binary(update.encode_frame().into())).unwrap();
+        let update = s
+            .awareness
+            .set_local_state_json(Some(json), now_ms())
+            .unwrap();
+        self.out
+            .send(Ws::Binary(update.encode_frame().into()))
+            .unwrap();
     }
 
     pub fn presence_of(&self, client: u64) -> Option<String> {
-        self.shared.lock().unwrap().awareness.state(client).map(str::to_owned)
+        self.shared
+            .lock()
+            .unwrap()
+            .awareness
+            .state(client)
+            .map(str::to_owned)
     }
 
     pub async fn wait_text(&self, cond: impl Fn(&str) -> bool, what: &str) {
-        self.wait(|s| cond(&s.doc.text_string("content")), what).await
+        self.wait(|s| cond(&s.doc.text_string("content")), what)
+            .await
     }
 
     pub async fn wait_presence(&self, client: u64, present: bool) {
-        self.wait(|s| s.awareness.state(client).is_some() == present, "presence change").await
+        self.wait(
+            |s| s.awareness.state(client).is_some() == present,
+            "presence change",
+        )
+        .await
     }
 
     pub fn closed(&self) -> Option<(u16, String)> {

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# tandem-server as a peer of ../shared/bench/run-peers.sh (same three verbs as the
+# scripts in shared/bench/peers/):
+#   tandem-peer.sh install            build the release binary if missing
+#   tandem-peer.sh PORT               exec it on 127.0.0.1:PORT ($! is the server)
+#   tandem-peer.sh prepare PORT N P   nothing to do (documents appear on first connection)
+set -euo pipefail
+ROOT="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
+BIN="$ROOT/target/release/tandem-server"
+case "${1:-}" in
+  install) (cd "$ROOT" && cargo build --locked --release -p tandem-server >&2); exit 0 ;;
+  prepare) exit 0 ;;
+esac
+PORT="${1:?usage: $0 PORT|install|prepare}"
+[ -x "$BIN" ] || (cd "$ROOT" && cargo build --locked --release -p tandem-server >&2)
+RUST_LOG=warn exec "$BIN" --listen "127.0.0.1:$PORT" ${TANDEM_PEER_FLAGS:-}

@@ -1,0 +1,167 @@
+//! The sync state machine: what each message produces, for both roles.
+
+use tandem_engine::protocol::codec;
+use tandem_engine::{Awareness, Document, Message, Role, SessionError, SyncMessage, SyncSession};
+
+fn decode(frame: &[u8]) -> Message<'_> {
+    Message::decode(frame).unwrap()
+}
+
+#[test]
+fn step1_is_answered_with_exactly_the_missing_part() {
+    let server = Document::with_client_id("d", 1);
+    let text = server.text("content");
+    server.edit(|e| e.insert(&text, 0, "hello")).unwrap();
+    let client = Document::with_client_id("d", 2);
+    let mut aw = Awareness::new(0);
+    let mut s = SyncSession::new(Role::Server);
+    let step1 = codec::encode_step1(&client.state_vector_v1());
+    let out = s.handle(&server, &mut aw, &decode(&step1), 0).unwrap();
+    assert_eq!(out.reply.len(), 1);
+    let Message::Sync(SyncMessage::Step2(update)) = decode(&out.reply[0]) else {
+        panic!("expected step 2")
+    };
+    client.apply_update_v1(update).unwrap();
+    assert_eq!(client.text_string("content"), "hello");
+}
+
+#[test]
+fn with_a_cache_an_empty_step1_asks_the_caller_for_the_full_state() {
+    let server = Document::new("d");
+    let mut aw = Awareness::new(0);
+    let mut s = SyncSession::new(Role::Server).with_full_state_cache();
+    let empty = codec::encode_step1(&Document::new("x").state_vector_v1());
+    let out = s.handle(&server, &mut aw, &decode(&empty), 0).unwrap();
+    assert!(out.full_state && out.reply.is_empty());
+    // a non-empty state vector is still answered directly
+    let other = Document::new("x");
+    let t = other.text("content");
+    other.edit(|e| e.insert(&t, 0, "a")).unwrap();
+    let out = s
+        .handle(
+            &server,
+            &mut aw,
+            &decode(&codec::encode_step1(&other.state_vector_v1())),
+            0,
+        )
+        .unwrap();
+    assert!(!out.full_state && out.reply.len() == 1);
+}
+
+#[test]
+fn server_relays_new_updates_to_everyone_and_duplicates_to_no_one() {
+    let server = Document::new("d");
+    let mut aw = Awareness::new(0);
+    let mut s = SyncSession::new(Role::Server);
+    let client = Document::new("d");
+    let text = client.text("content");
+    let (_, u) = client.edit_with_update(|e| e.insert(&text, 0, "x"));
+    let frame = codec::encode_update(&u.unwrap());
+    let out = s.handle(&server, &mut aw, &decode(&frame), 0).unwrap();
+    assert_eq!(out.broadcast.len(), 1, "echo includes the sender");
+    assert!(out.applied.is_some());
+    let again = s.handle(&server, &mut aw, &decode(&frame), 0).unwrap();
+    assert!(again.broadcast.is_empty() && again.applied.is_none());
+    // A client session applies but relays nothing.
+    let mut c = SyncSession::new(Role::Client);
+    let other = Document::new("d");
+    let out = c
+        .handle(&other, &mut Awareness::new(9), &decode(&frame), 0)
+        .unwrap();
+    assert!(out.broadcast.is_empty() && out.applied.is_some());
+}
+
+#[test]
+fn first_step2_marks_synced() {
+    let doc = Document::new("d");
+    let mut c = SyncSession::new(Role::Client);
+    assert!(!c.is_synced());
+    let frame = codec::encode_step2(&Document::new("s").snapshot_v1());
+    let out = c
+        .handle(&doc, &mut Awareness::new(1), &decode(&frame), 0)
+        .unwrap();
+    assert!(out.synced && c.is_synced());
+    let out = c
+        .handle(&doc, &mut Awareness::new(1), &decode(&frame), 0)
+        .unwrap();
+    assert!(!out.synced, "only the first step 2 completes the sync");
+}
+
+#[test]
+fn a_gap_triggers_one_resync_request() {
+    let a = Document::with_client_id("d", 1);
+    let t = a.text("content");
+    let (_, u1) = a.edit_with_update(|e| e.insert(&t, 0, "1"));
+    let (_, u2) = a.edit_with_update(|e| e.insert(&t, 1, "2"));
+    let (_, u3) = a.edit_with_update(|e| e.insert(&t, 2, "3"));
+    let b = Document::with_client_id("d", 2);
+    let mut aw = Awareness::new(2);
+    let mut s = SyncSession::new(Role::Client);
+    let out = s
+        .handle(&b, &mut aw, &decode(&codec::encode_update(&u2.unwrap())), 0)
+        .unwrap();
+    assert!(out.missing);
+    assert!(matches!(
+        decode(&out.reply[0]),
+        Message::Sync(SyncMessage::Step1(_))
+    ));
+    let out = s
+        .handle(&b, &mut aw, &decode(&codec::encode_update(&u3.unwrap())), 0)
+        .unwrap();
+    assert!(out.missing && out.reply.is_empty(), "asked once per gap");
+    let out = s
+        .handle(&b, &mut aw, &decode(&codec::encode_update(&u1.unwrap())), 0)
+        .unwrap();
+    assert!(!out.missing);
+    assert_eq!(b.text_string("content"), "123");
+}
+
+#[test]
+fn awareness_ownership_is_tracked_and_released_on_close() {
+    let doc = Document::new("d");
+    let mut hub = Awareness::new(0);
+    let mut conn = SyncSession::new(Role::Server);
+    let mut alice = Awareness::new(77);
+    let update = alice
+        .set_local_state_json(Some(r#"{"user":{"name":"a"}}"#), 0)
+        .unwrap();
+    let out = conn
+        .handle(&doc, &mut hub, &Message::Awareness(update), 0)
+        .unwrap();
+    assert_eq!(out.awareness.added, vec![77]);
+    assert_eq!(out.broadcast.len(), 1, "awareness is relayed");
+    assert_eq!(conn.controlled_clients().collect::<Vec<_>>(), vec![77]);
+    let removal = conn.close(&mut hub, 1).expect("removal frame");
+    let Message::Awareness(u) = decode(&removal) else {
+        panic!()
+    };
+    assert!(u.entries[0].is_removal() && u.entries[0].client_id == 77);
+    assert!(hub.state(77).is_none());
+}
+
+#[test]
+fn greeting_is_step1_then_awareness_if_any() {
+    let doc = Document::new("d");
+    let mut aw = Awareness::new(0);
+    let s = SyncSession::new(Role::Server);
+    assert_eq!(s.greeting(&doc, &aw).len(), 1);
+    let mut peer = Awareness::new(5);
+    aw.apply_update(&peer.set_local_state_json(Some("{}"), 0).unwrap(), 0);
+    let g = s.greeting(&doc, &aw);
+    assert!(matches!(
+        decode(&g[0]),
+        Message::Sync(SyncMessage::Step1(_))
+    ));
+    assert!(matches!(decode(&g[1]), Message::Awareness(_)));
+}
+
+#[test]
+fn permission_denied_surfaces_as_an_error() {
+    let doc = Document::new("d");
+    let mut s = SyncSession::new(Role::Client);
+    let frame = codec::encode_permission_denied("nope");
+    let err = s
+        .handle(&doc, &mut Awareness::new(1), &decode(&frame), 0)
+        .unwrap_err();
+    assert!(matches!(err, SessionError::PermissionDenied(r) if r == "nope"));
+}
