@@ -137,6 +137,7 @@ where
                 }
             },
             _ = ping.tick() => {
+                metrics::histogram!("tandem_outbox_frames").record(frames.len() as f64);
                 if unanswered >= 2 {
                     debug!(doc = %doc.name(), %peer, "no pong for two intervals; dropping");
                     break None;
