@@ -38,7 +38,8 @@ pub struct Config {
     #[arg(long, env = "TANDEM_OUTBOX_FRAMES", default_value_t = 1024)]
     pub outbox_frames: usize,
 
-    /// Milliseconds a document stays in memory after its last client left.
+    /// Milliseconds a document stays in memory after its last client left (and only once its
+    /// state is persisted: content is never dropped from memory unsaved).
     #[arg(long, env = "TANDEM_IDLE_UNLOAD_MS", default_value_t = 10_000)]
     pub idle_unload_ms: u64,
 

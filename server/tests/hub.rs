@@ -130,11 +130,15 @@ async fn a_slow_client_is_closed_with_1013_while_the_others_continue() {
     // The slow client connects and then never reads.
     let mut slow = raw(&server.url("slow")).await;
     let chunk = "y".repeat(64 * 1024);
-    for i in 0..300 {
-        writer.insert(0, &chunk);
-        if i % 50 == 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+    // Paced so the reading clients are never more than 10 frames behind (a loaded CI
+    // machine must not make *them* slow), while the silent one falls ever further back.
+    for i in 0..30usize {
+        for _ in 0..10 {
+            writer.insert(0, &chunk);
         }
+        let want = (i + 1) * 10 * chunk.len();
+        fast.wait_text(|t| t.len() == want, "fast client keeps up")
+            .await;
     }
     fast.wait_text(
         |t| t.len() == 300 * 64 * 1024,
@@ -280,4 +284,40 @@ async fn sigterm_closes_clients_with_1001_and_exits_cleanly() {
         .await
         .unwrap();
     assert!(exit.success(), "exit status {exit:?}");
+}
+
+#[tokio::test]
+async fn an_idle_document_with_content_is_not_dropped_from_memory() {
+    // Without durable storage, unloading would lose the text: it must stay loaded.
+    let server = Server::start(&["--idle-unload-ms", "50"]);
+    let a = Client::connect(&server.url("kept")).await;
+    a.insert(0, "still here");
+    let b = Client::connect(&server.url("kept")).await;
+    b.wait_text(|t| t == "still here", "b synced").await;
+    a.disconnect();
+    b.disconnect();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let c = Client::connect(&server.url("kept")).await;
+    c.wait_text(|t| t == "still here", "content survives idle time")
+        .await;
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_answering_pings_is_dropped_and_its_presence_removed() {
+    let server = Server::start(&["--ping-interval-ms", "100"]);
+    let watcher = Client::connect(&server.url("ping")).await;
+    // A client that publishes a presence and then never reads again: it cannot answer
+    // pings (tungstenite answers them while reading).
+    let mut silent = raw(&server.url("ping")).await;
+    let mut aw = tandem_engine::Awareness::new(4242);
+    let update = aw
+        .set_local_state_json(Some(r#"{"user":{"name":"ghost"}}"#), 0)
+        .unwrap();
+    silent
+        .send(Ws::Binary(update.encode_frame().into()))
+        .await
+        .unwrap();
+    watcher.wait_presence(4242, true).await;
+    watcher.wait_presence(4242, false).await;
+    drop(silent);
 }

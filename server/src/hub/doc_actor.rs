@@ -139,6 +139,11 @@ impl DocActor {
                     self.close_doomed();
                 }
                 _ = sleep_until_opt(unload_at) => {
+                    if !self.is_persisted() {
+                        // Unloading now would lose the content: stay until it is stored.
+                        idle_since = None;
+                        continue;
+                    }
                     if registry.release_if_idle(&self.name, &users) {
                         info!(doc = %self.name, "document unloaded (idle)");
                         break;
@@ -148,6 +153,15 @@ impl DocActor {
                 }
             }
         }
+    }
+
+    /// Whether everything in memory is also in durable storage, so the document may leave
+    /// memory. This build keeps documents in memory only, so only an empty document (nothing
+    /// to lose) counts as persisted; a document with content stays loaded.
+    fn is_persisted(&self) -> bool {
+        use tandem_engine::yrs::ReadTxn;
+        let txn = self.doc.read();
+        txn.state_vector().is_empty() && !txn.has_missing_updates()
     }
 
     fn now_ms(&self) -> u64 {
