@@ -8,9 +8,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
 BIN="$ROOT/target/release/tandem-server"
 case "${1:-}" in
-  install) (cd "$ROOT" && cargo build --locked --release -p tandem-server >&2); exit 0 ;;
+  install) (cd "$ROOT" && env -u CARGO_TARGET_DIR cargo build --locked --release -p tandem-server >&2); exit 0 ;;
   prepare) exit 0 ;;
 esac
 PORT="${1:?usage: $0 PORT|install|prepare}"
-[ -x "$BIN" ] || (cd "$ROOT" && cargo build --locked --release -p tandem-server >&2)
+[ -x "$BIN" ] || (cd "$ROOT" && env -u CARGO_TARGET_DIR cargo build --locked --release -p tandem-server >&2)
 RUST_LOG=warn exec "$BIN" --listen "127.0.0.1:$PORT" ${TANDEM_PEER_FLAGS:-}
