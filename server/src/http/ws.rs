@@ -133,7 +133,9 @@ fn upgrade(
         let config = state.config.clone();
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(config.read_buffer_bytes)
-            .write_buffer_size(0)
+            // Frames queue in the write buffer until the explicit flush after each outbox
+            // batch: one syscall for a burst (a join gets step 1, step 2 and presence).
+            .write_buffer_size(64 << 10)
             .max_message_size(Some(config.max_frame_bytes))
             .max_frame_size(Some(config.max_frame_bytes));
         let ws =
