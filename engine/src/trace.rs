@@ -6,7 +6,9 @@
 
 use serde::Deserialize;
 
-use crate::document::Document;
+use yrs::TextRef;
+
+use crate::document::{Document, Edit};
 use crate::error::DocError;
 
 /// A sequential trace: one author's transactions, in order.
@@ -39,17 +41,7 @@ impl SequentialTrace {
             doc.edit(|e| e.insert(&text, 0, &self.start_content))?;
         }
         for txn in &self.txns {
-            doc.edit(|e| {
-                for (pos, del, ins) in &txn.patches {
-                    if *del > 0 {
-                        e.delete(&text, *pos, *del)?;
-                    }
-                    if !ins.is_empty() {
-                        e.insert(&text, *pos, ins)?;
-                    }
-                }
-                Ok::<_, DocError>(())
-            })?;
+            doc.edit(|e| apply_patches(e, &text, &txn.patches))?;
         }
         Ok(())
     }
@@ -64,17 +56,7 @@ impl SequentialTrace {
         let text = doc.text(root);
         let mut updates = Vec::with_capacity(self.txns.len());
         for txn in &self.txns {
-            let (result, update) = doc.edit_with_update(|e| {
-                for (pos, del, ins) in &txn.patches {
-                    if *del > 0 {
-                        e.delete(&text, *pos, *del)?;
-                    }
-                    if !ins.is_empty() {
-                        e.insert(&text, *pos, ins)?;
-                    }
-                }
-                Ok::<_, DocError>(())
-            });
+            let (result, update) = doc.edit_with_update(|e| apply_patches(e, &text, &txn.patches));
             result?;
             updates.extend(update);
         }
@@ -143,17 +125,7 @@ impl ConcurrentTrace {
                 }
             }
             let text = doc.text(root);
-            let (result, update) = doc.edit_with_update(|e| {
-                for (pos, del, ins) in &txn.patches {
-                    if *del > 0 {
-                        e.delete(&text, *pos, *del)?;
-                    }
-                    if !ins.is_empty() {
-                        e.insert(&text, *pos, ins)?;
-                    }
-                }
-                Ok::<_, DocError>(())
-            });
+            let (result, update) = doc.edit_with_update(|e| apply_patches(e, &text, &txn.patches));
             result?;
             known[agent][i] = true;
             updates[i] = update;
@@ -164,4 +136,22 @@ impl ConcurrentTrace {
         }
         Ok(merged)
     }
+}
+
+/// Applies `(position, deleted, inserted)` patches in order inside one transaction, each
+/// seeing the previous one's result (`Array.prototype.splice` semantics).
+fn apply_patches(
+    e: &mut Edit<'_>,
+    text: &TextRef,
+    patches: &[(u32, u32, String)],
+) -> Result<(), DocError> {
+    for (pos, del, ins) in patches {
+        if *del > 0 {
+            e.delete(text, *pos, *del)?;
+        }
+        if !ins.is_empty() {
+            e.insert(text, *pos, ins)?;
+        }
+    }
+    Ok(())
 }

@@ -135,7 +135,7 @@ fn upgrade(
             .read_buffer_size(config.read_buffer_bytes)
             // Frames queue in the write buffer until the explicit flush after each outbox
             // batch: one syscall for a burst (a join gets step 1, step 2 and presence).
-            .write_buffer_size(64 << 10)
+            .write_buffer_size(config.write_buffer_bytes)
             .max_message_size(Some(config.max_frame_bytes))
             .max_frame_size(Some(config.max_frame_bytes));
         let ws =
