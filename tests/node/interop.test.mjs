@@ -7,6 +7,8 @@ import { spawn } from 'node:child_process'
 import net from 'node:net'
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
+import * as Y14 from '@y/y'
+import { WebsocketProvider as WebsocketProvider4 } from '@y/websocket'
 import WebSocket from 'ws'
 
 const ROOT = new URL('../../', import.meta.url).pathname
@@ -104,4 +106,30 @@ test("a killed client's cursor disappears for the others", async (t) => {
   assert.equal(abs.index, 3, 'the caret resolves to the offset it was placed at')
   child.kill('SIGKILL')
   await waitFor(() => !watcher.provider.awareness.getStates().has(id), 'cursor removed after kill', 20000)
+})
+
+test('y-websocket 4.x clients (@y/websocket with @y/y 14) sync, see each other and share a document with 3.x', async (t) => {
+  const url = await startServer(t)
+  const room = 'v4-doc'
+  const four = [0, 1].map(() => {
+    const doc = new Y14.Doc()
+    const provider = new WebsocketProvider4(url, room, doc, { WebSocketPolyfill: WebSocket })
+    t.after(() => { provider.destroy(); doc.destroy() })
+    return { doc, provider, text: doc.get('content') }
+  })
+  await waitFor(() => four.every((c) => c.provider.synced), '4.x clients synced')
+  four[0].provider.awareness.setLocalStateField('user', { name: 'four' })
+  four[0].text.insert(0, 'from four')
+  await waitFor(() => four[1].text.toString() === 'from four', 'update reaches the other 4.x client')
+  await waitFor(() => four[1].provider.awareness.getStates().get(four[0].doc.clientID)?.user?.name === 'four', 'presence reaches it')
+  // A late 4.x joiner gets the whole document from the server.
+  const doc = new Y14.Doc()
+  const late = new WebsocketProvider4(url, room, doc, { WebSocketPolyfill: WebSocket })
+  t.after(() => { late.destroy(); doc.destroy() })
+  await waitFor(() => doc.get('content').toString() === 'from four', 'late 4.x joiner synced')
+  // 3.x and 4.x clients share one document.
+  const three = jsClient(t, url, room)
+  await waitFor(() => three.text.toString() === 'from four', '3.x client sees the 4.x text')
+  three.text.insert(0, 'and three, ')
+  await waitFor(() => four.every((c) => c.text.toString() === 'and three, from four'), '4.x clients see the 3.x edit')
 })
