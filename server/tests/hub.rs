@@ -321,3 +321,31 @@ async fn a_peer_that_stops_answering_pings_is_dropped_and_its_presence_removed()
     watcher.wait_presence(4242, false).await;
     drop(silent);
 }
+
+#[tokio::test]
+async fn a_peer_whose_socket_stays_full_is_dropped_even_when_its_queue_has_room() {
+    // The outbox is large enough never to overflow, so only the bounded write can free the
+    // connection task of a client that stopped reading.
+    let server = Server::start(&["--ping-interval-ms", "200", "--outbox-frames", "100000"]);
+    let writer = Client::connect(&server.url("stall")).await;
+    let mut stalled = raw(&server.url("stall")).await;
+    let mut aw = tandem_engine::Awareness::new(777);
+    let update = aw
+        .set_local_state_json(Some(r#"{"user":{"name":"stuck"}}"#), 0)
+        .unwrap();
+    stalled
+        .send(Ws::Binary(update.encode_frame().into()))
+        .await
+        .unwrap();
+    writer.wait_presence(777, true).await;
+    let chunk = "z".repeat(64 * 1024);
+    for _ in 0..400 {
+        writer.insert(0, &chunk);
+    }
+    writer.wait_presence(777, false).await;
+    assert!(
+        writer.closed().is_none(),
+        "the reading client is unaffected"
+    );
+    drop(stalled);
+}

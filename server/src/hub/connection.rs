@@ -97,24 +97,23 @@ where
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await; // the first tick is immediate
     let mut unanswered = 0u32;
+    let write_timeout = config.ping_interval() * 2;
     let closing: Option<Close> = loop {
         tokio::select! {
             biased;
             close = &mut close_rx => break close.ok(),
             frame = frames.recv() => {
                 let Some(frame) = frame else { break None };
-                if sink.feed(Message::Binary(frame)).await.is_err() { break None }
-                let mut n = 1;
-                while n < WRITE_BATCH {
-                    match frames.try_recv() {
-                        Ok(f) => {
-                            if sink.feed(Message::Binary(f)).await.is_err() { break }
-                            n += 1;
-                        }
-                        Err(_) => break,
+                // A peer that stops reading must not pin this task in a blocked write (its
+                // TCP window can stay shut for ever): bound every batch by two ping intervals.
+                match tokio::time::timeout(write_timeout, write_batch(&mut sink, frame, &mut frames)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break None,
+                    Err(_) => {
+                        debug!(doc = %doc.name(), %peer, "write stalled; dropping the connection");
+                        break None;
                     }
                 }
-                if sink.flush().await.is_err() { break None }
             }
             msg = stream.next() => match msg {
                 Some(Ok(Message::Binary(frame))) => {
@@ -143,15 +142,39 @@ where
                     break None;
                 }
                 unanswered += 1;
-                if sink.send(Message::Ping(Bytes::new())).await.is_err() { break None }
+                let ping = sink.send(Message::Ping(Bytes::new()));
+                if !matches!(tokio::time::timeout(write_timeout, ping).await, Ok(Ok(()))) {
+                    break None;
+                }
             }
         }
     };
     if let Some(close) = closing {
-        let _ = sink.send(Message::Close(Some(close_frame(&close)))).await;
+        let close = sink.send(Message::Close(Some(close_frame(&close))));
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), close).await;
     }
     let _ = doc.send(Command::Leave { conn }).await;
     drop(lease);
+}
+
+/// Writes `first` and whatever else is queued (up to [`WRITE_BATCH`] frames), then flushes
+/// once: one syscall for a burst.
+async fn write_batch<S>(
+    sink: &mut futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+    first: Bytes,
+    frames: &mut mpsc::Receiver<Bytes>,
+) -> Result<(), WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    sink.feed(Message::Binary(first)).await?;
+    for _ in 1..WRITE_BATCH {
+        match frames.try_recv() {
+            Ok(frame) => sink.feed(Message::Binary(frame)).await?,
+            Err(_) => break,
+        }
+    }
+    sink.flush().await
 }
 
 fn close_frame(close: &Close) -> CloseFrame {
