@@ -79,7 +79,9 @@ impl Registry {
     /// memory, and counts the caller as a user until the lease is dropped.
     pub fn acquire(&self, name: &str) -> Lease {
         let mut docs = self.inner.docs.lock().expect("registry lock");
-        let handle = match docs.get(name) {
+        // A handle whose actor has stopped (it can only have crashed: an idle actor removes
+        // itself first) is replaced, so one failure does not lock a document out for ever.
+        let handle = match docs.get(name).filter(|h| !h.tx.is_closed()) {
             Some(h) => h.clone(),
             None => {
                 let name: Arc<str> = Arc::from(name);
