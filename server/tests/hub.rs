@@ -239,9 +239,31 @@ async fn invalid_document_names_get_http_400_and_unknown_paths_404() {
     assert_eq!(status, 404);
     let (status, body) = server.http("/healthz");
     assert_eq!((status, body.as_str()), (200, "ok"));
+}
+
+#[tokio::test]
+async fn metrics_count_connections_and_messages() {
+    let server = Server::start(&[]);
+    let a = Client::connect(&server.url("m")).await;
+    a.insert(0, "counted");
+    let b = Client::connect(&server.url("m")).await;
+    b.wait_text(|t| t == "counted", "b synced").await;
     let (status, body) = server.http("/metrics");
     assert_eq!(status, 200);
-    assert!(body.contains("tandem_connections") || body.is_empty() || body.contains('#'));
+    let value = |name: &str| -> f64 {
+        body.lines()
+            .find(|l| l.starts_with(name) && !l.starts_with('#'))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{body}"))
+    };
+    assert_eq!(value("tandem_connections "), 2.0);
+    assert_eq!(value("tandem_documents_loaded "), 1.0);
+    assert!(
+        value("tandem_messages_in_total ") >= 3.0,
+        "step 1s and the update"
+    );
+    assert!(value("tandem_messages_out_total ") >= 4.0);
 }
 
 #[tokio::test]
