@@ -240,12 +240,35 @@ impl Document {
         self.apply(update)
     }
 
+    /// Applies a sequence of v1 updates (a stored log) as one transaction. Every update is
+    /// decoded before anything is applied, so a corrupt entry is reported by its position
+    /// ([`DocError::BatchEntry`]) and leaves the document untouched.
+    pub fn apply_updates_v1<'u>(
+        &self,
+        updates: impl IntoIterator<Item = &'u [u8]>,
+    ) -> Result<Applied, DocError> {
+        let decoded = updates
+            .into_iter()
+            .enumerate()
+            .map(|(index, bytes)| {
+                Update::decode_v1(bytes).map_err(|source| DocError::BatchEntry { index, source })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.apply_all(decoded)
+    }
+
     fn apply(&self, update: Update) -> Result<Applied, DocError> {
+        self.apply_all(std::iter::once(update))
+    }
+
+    fn apply_all(&self, updates: impl IntoIterator<Item = Update>) -> Result<Applied, DocError> {
         // yrs asserts on some malformed-but-decodable updates. The update came from outside,
         // so a panic must not unwind through the caller (the server's document task).
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let mut txn = self.doc.transact_mut();
-            txn.apply_update(update)?;
+            for update in updates {
+                txn.apply_update(update)?;
+            }
             let changed = txn.has_changes();
             let update = changed.then(|| txn.encode_update_v1());
             let missing = txn.has_missing_updates();

@@ -29,6 +29,16 @@ pub enum DocError {
         #[source]
         source: yrs::encoding::read::Error,
     },
+    /// Entry `index` of a batch of updates (a stored log, see
+    /// [`crate::Document::apply_updates_v1`]) does not decode; nothing was applied.
+    #[error("update {index} of the batch is undecodable: {source}")]
+    BatchEntry {
+        /// Position of the bad entry in the batch.
+        index: usize,
+        /// The underlying decoder error.
+        #[source]
+        source: yrs::encoding::read::Error,
+    },
     /// The update decoded but could not be integrated.
     #[error("update rejected: {0}")]
     Apply(#[from] yrs::error::UpdateError),

@@ -5,12 +5,45 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// tandem-server: a y-websocket-compatible sync hub.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "tandem-server", version, about)]
 pub struct Config {
+    /// What to do instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+
+    /// Where documents are stored: `postgres://user@host/db` or `sqlite://path` (the
+    /// SQLite file and its folder are created if missing).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://./data/tandem.db",
+        global = true
+    )]
+    pub database_url: String,
+
+    /// Milliseconds between group commits: updates arriving meanwhile are written in one
+    /// transaction. Lower means earlier "saved" acknowledgements, higher fewer transactions.
+    #[arg(long, env = "TANDEM_GROUP_COMMIT_MS", default_value_t = 50)]
+    pub group_commit_ms: u64,
+
+    /// Log entries after the snapshot that trigger a compaction (a new snapshot replacing
+    /// them), keeping cold loads short.
+    #[arg(long, env = "TANDEM_COMPACT_AFTER_UPDATES", default_value_t = 1000)]
+    pub compact_after_updates: usize,
+
+    /// Bytes of log after the snapshot that trigger a compaction.
+    #[arg(long, env = "TANDEM_COMPACT_AFTER_BYTES", default_value_t = 1 << 20)]
+    pub compact_after_bytes: usize,
+
+    /// Milliseconds shutdown waits for the last updates to reach the database before
+    /// giving up on them (only matters while the database is down).
+    #[arg(long, env = "TANDEM_SHUTDOWN_FLUSH_MS", default_value_t = 30_000)]
+    pub shutdown_flush_ms: u64,
+
     /// Address to listen on (loopback by default; put a reverse proxy in front for TLS).
     #[arg(long, env = "TANDEM_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -61,7 +94,19 @@ pub struct Config {
     pub write_buffer_bytes: usize,
 }
 
+/// Subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Cmd {
+    /// Bring the database schema up to date and exit (the server also does it on start).
+    Migrate,
+}
+
 impl Config {
+    /// Group commit interval as a [`Duration`].
+    pub fn group_commit(&self) -> Duration {
+        Duration::from_millis(self.group_commit_ms)
+    }
+
     /// Idle unload delay as a [`Duration`].
     pub fn idle_unload(&self) -> Duration {
         Duration::from_millis(self.idle_unload_ms)

@@ -4,13 +4,15 @@
 //! `listener` accepts the socket → `http::ws` upgrades it → `hub::connection` reads the
 //! frame and hands it to the document's actor (`hub::doc_actor`), which applies it through
 //! the engine's sync session and queues one encoded frame to every connection's outbox,
-//! the sender included. `hub::registry` maps names to actors.
+//! the sender included. `hub::registry` maps names to actors. Every applied update is
+//! numbered by the actor and group-committed to the database by `store::writer`.
 
 pub mod config;
 pub mod http;
 pub mod hub;
 pub mod listener;
 pub mod state;
+pub mod store;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -37,6 +39,17 @@ pub enum StartError {
     /// The metrics recorder could not be installed (one per process).
     #[error("cannot install the metrics recorder: {0}")]
     Metrics(String),
+    /// The database could not be opened or migrated.
+    #[error("storage: {0}")]
+    Store(#[from] store::StoreError),
+}
+
+/// Opens the store `config` names and brings its schema up to date.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn store::Store>, StartError> {
+    let store = store::open(&config.database_url).await?;
+    store.migrate().await?;
+    info!(backend = store.backend(), "database schema up to date");
+    Ok(store)
 }
 
 /// Runs the server until `shutdown` resolves, then closes every client with 1001 and
@@ -46,13 +59,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .install_recorder()
         .map_err(|e| StartError::Metrics(e.to_string()))?;
     let config = Arc::new(config);
+    let store = open_store(&config).await?;
+    let writer = store::Writer::spawn(store.clone(), config.group_commit());
     let listener =
         listener::bind(config.listen, config.backlog).map_err(|source| StartError::Bind {
             addr: config.listen,
             source,
         })?;
     let state = AppState {
-        registry: Registry::new(config.clone()),
+        registry: Registry::new(config.clone(), store, writer.clone()),
         connections: ConnectionCount::default(),
         config: config.clone(),
         metrics,
@@ -65,6 +80,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
     while state.connections.current() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let flush_limit = std::time::Duration::from_millis(config.shutdown_flush_ms);
+    if tokio::time::timeout(flush_limit, writer.flush())
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            pending = writer.pending(),
+            "database still unreachable at shutdown: unsaved updates are lost"
+        );
     }
     info!("shutdown complete");
     Ok(())

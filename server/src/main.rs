@@ -1,6 +1,7 @@
 //! The `tandem-server` binary: flags, logging, signals.
 
 use clap::Parser;
+use tandem_server::config::Cmd;
 use tandem_server::Config;
 use tracing_subscriber::EnvFilter;
 
@@ -12,7 +13,12 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let config = Config::parse();
-    tandem_server::run(config, shutdown_signal()).await?;
+    match config.command {
+        Some(Cmd::Migrate) => {
+            tandem_server::open_store(&config).await?;
+        }
+        None => tandem_server::run(config, shutdown_signal()).await?,
+    }
     Ok(())
 }
 

@@ -309,22 +309,6 @@ async fn sigterm_closes_clients_with_1001_and_exits_cleanly() {
 }
 
 #[tokio::test]
-async fn an_idle_document_with_content_is_not_dropped_from_memory() {
-    // Without durable storage, unloading would lose the text: it must stay loaded.
-    let server = Server::start(&["--idle-unload-ms", "50"]);
-    let a = Client::connect(&server.url("kept")).await;
-    a.insert(0, "still here");
-    let b = Client::connect(&server.url("kept")).await;
-    b.wait_text(|t| t == "still here", "b synced").await;
-    a.disconnect();
-    b.disconnect();
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let c = Client::connect(&server.url("kept")).await;
-    c.wait_text(|t| t == "still here", "content survives idle time")
-        .await;
-}
-
-#[tokio::test]
 async fn a_peer_that_stops_answering_pings_is_dropped_and_its_presence_removed() {
     let server = Server::start(&["--ping-interval-ms", "100"]);
     let watcher = Client::connect(&server.url("ping")).await;

@@ -8,6 +8,7 @@
 //! awareness  varUint 1, varUint8Array( varUint n, n × (varUint client, varUint clock, varString json) )
 //! auth       varUint 2, varUint 0 (permission denied), varString reason
 //! query      varUint 3
+//! saved      varUint 100, varUint n          (Tandem extension, only to clients that opt in)
 //! ```
 //!
 //! Why not `yrs::sync::Message`: it keeps awareness entries in a `HashMap` (re-encoding
@@ -33,6 +34,10 @@ pub const MSG_AWARENESS: u64 = 1;
 pub const MSG_AUTH: u64 = 2;
 /// Outer message type: ask the peer for its full awareness.
 pub const MSG_QUERY_AWARENESS: u64 = 3;
+/// Outer message type of Tandem's one extension: "the first `n` document updates you sent
+/// on this connection are durable". Stock y-websocket clients log an error for an unknown
+/// type, so a server sends it only to clients that asked for it.
+pub const MSG_SAVED: u64 = 100;
 /// Sync sub-type: state vector of the sender ("what do you have that I lack?").
 pub const SYNC_STEP1: u64 = 0;
 /// Sync sub-type: the answer to a step 1.
@@ -56,6 +61,12 @@ pub enum Message<'a> {
     Auth(AuthMessage),
     /// "Send me every awareness state you know."
     QueryAwareness,
+    /// Tandem extension: the first `updates` sync step 2 / update messages the client sent
+    /// on this connection are stored durably.
+    Saved {
+        /// How many of the client's document updates the acknowledgement covers.
+        updates: u64,
+    },
 }
 
 /// The three sync messages of y-protocols' sync protocol.
@@ -143,6 +154,9 @@ impl<'a> Message<'a> {
                 other => Ok(Message::Auth(AuthMessage::Other(other))),
             },
             MSG_QUERY_AWARENESS => Ok(Message::QueryAwareness),
+            MSG_SAVED => Ok(Message::Saved {
+                updates: read_uint(cur, "saved count")?,
+            }),
             other => Err(CodecError::UnknownMessageType(other)),
         }
     }
@@ -170,6 +184,7 @@ impl<'a> Message<'a> {
                 buf
             }
             Message::QueryAwareness => vec![MSG_QUERY_AWARENESS as u8],
+            Message::Saved { updates } => encode_saved(*updates),
         }
     }
 }
@@ -197,6 +212,14 @@ pub fn encode_step2(update_v1: &[u8]) -> Vec<u8> {
 /// A sync update frame carrying a v1 update.
 pub fn encode_update(update_v1: &[u8]) -> Vec<u8> {
     encode_sync(SYNC_UPDATE, update_v1)
+}
+
+/// A Tandem "saved" frame: the first `updates` document updates of the client are durable.
+pub fn encode_saved(updates: u64) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(8);
+    buf.write_var(MSG_SAVED);
+    buf.write_var(updates);
+    buf
 }
 
 /// An auth "permission denied" frame.

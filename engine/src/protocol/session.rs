@@ -41,6 +41,9 @@ pub struct Outcome {
     pub full_state: bool,
     /// The document waits for updates it has not seen; a step 1 was added to `reply`.
     pub missing: bool,
+    /// The server acknowledged that this many of our document updates are durable
+    /// (Tandem's opt-in "saved" extension; client role).
+    pub saved: Option<u64>,
 }
 
 /// Protocol state of one connection.
@@ -142,6 +145,11 @@ impl SyncSession {
                 return Err(SessionError::PermissionDenied(reason.clone()));
             }
             Message::Auth(AuthMessage::Other(_)) => {}
+            Message::Saved { updates } => {
+                if self.role == Role::Client {
+                    out.saved = Some(*updates);
+                }
+            }
         }
         Ok(out)
     }

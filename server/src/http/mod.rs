@@ -1,5 +1,7 @@
 //! HTTP routing (warp filters only: matching, extraction, status codes).
 
+pub mod api;
+pub mod doc_name;
 pub mod health;
 pub mod metrics;
 pub mod ws;
@@ -13,12 +15,38 @@ pub fn routes(
     state: AppState,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
     ws::route(state.clone())
+        .or(api::routes(state.clone()))
         .or(health::routes(state.clone()))
         .or(metrics::route(state))
-        .recover(|_rej: warp::Rejection| async {
-            Ok::<_, std::convert::Infallible>(warp::reply::with_status(
-                warp::reply::json(&serde_json::json!({ "error": "not found" })),
-                warp::http::StatusCode::NOT_FOUND,
-            ))
+        .recover(|rej: warp::Rejection| async move {
+            Ok::<_, std::convert::Infallible>(rejection(&rej))
         })
+}
+
+/// A JSON error for a request no route accepted, with the status that says why.
+fn rejection(rej: &warp::Rejection) -> warp::http::Response<warp::hyper::body::Bytes> {
+    use warp::http::StatusCode;
+    let (status, message) = if rej.is_not_found() {
+        (StatusCode::NOT_FOUND, "not found".to_owned())
+    } else if rej.find::<warp::reject::PayloadTooLarge>().is_some() {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body larger than --max-frame-bytes".to_owned(),
+        )
+    } else if rej.find::<warp::reject::LengthRequired>().is_some() {
+        (
+            StatusCode::LENGTH_REQUIRED,
+            "a Content-Length header is required".to_owned(),
+        )
+    } else if rej.find::<warp::reject::MethodNotAllowed>().is_some() {
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed".to_owned(),
+        )
+    } else if let Some(e) = rej.find::<warp::reject::InvalidQuery>() {
+        (StatusCode::BAD_REQUEST, e.to_string())
+    } else {
+        (StatusCode::BAD_REQUEST, format!("{rej:?}"))
+    };
+    api::error(status, message)
 }

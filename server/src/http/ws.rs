@@ -16,6 +16,7 @@ use warp::http::{header, HeaderMap, Response, StatusCode};
 use warp::hyper::body::Bytes;
 use warp::Filter;
 
+use crate::http::doc_name::doc_name;
 use crate::hub::connection;
 use crate::hub::Close;
 use crate::state::AppState;
@@ -40,27 +41,6 @@ impl UpgradeSlot {
 #[derive(Clone, Copy, Debug)]
 pub struct PeerAddr(pub SocketAddr);
 
-/// Longest accepted document name, in bytes after decoding.
-pub const MAX_NAME_BYTES: usize = 512;
-
-/// Decodes and validates a document name from the path tail. Names are what y-websocket
-/// appends to the server URL: any UTF-8 without control characters, slashes allowed.
-pub fn doc_name(tail: &str) -> Result<String, &'static str> {
-    let decoded = percent_encoding::percent_decode_str(tail)
-        .decode_utf8()
-        .map_err(|_| "document name is not valid UTF-8")?;
-    if decoded.is_empty() {
-        return Err("document name is empty");
-    }
-    if decoded.len() > MAX_NAME_BYTES {
-        return Err("document name is longer than 512 bytes");
-    }
-    if decoded.chars().any(char::is_control) {
-        return Err("document name contains control characters");
-    }
-    Ok(decoded.into_owned())
-}
-
 /// The WebSocket route.
 pub fn route(
     state: AppState,
@@ -68,17 +48,28 @@ pub fn route(
     warp::get()
         .and(warp::path("ws"))
         .and(warp::path::tail())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
         .and(warp::ext::optional::<UpgradeSlot>())
         .and(warp::ext::optional::<PeerAddr>())
         .map(
             move |tail: warp::path::Tail,
+                  query: String,
                   headers: HeaderMap,
                   slot: Option<UpgradeSlot>,
                   peer: Option<PeerAddr>| {
-                upgrade(state.clone(), tail.as_str(), &headers, slot, peer)
+                let acks = wants_acks(&query);
+                upgrade(state.clone(), tail.as_str(), acks, &headers, slot, peer)
             },
         )
+}
+
+/// Whether the query string opts in to "saved" acknowledgements (`acks=1` or `acks=true`).
+/// Stock clients never send it, so they never see a message type they do not know.
+fn wants_acks(query: &str) -> bool {
+    query
+        .split('&')
+        .any(|kv| matches!(kv, "acks=1" | "acks=true" | "acks"))
 }
 
 fn bad_request(msg: &str) -> Response<Bytes> {
@@ -92,6 +83,7 @@ fn bad_request(msg: &str) -> Response<Bytes> {
 fn upgrade(
     state: AppState,
     tail: &str,
+    acks: bool,
     headers: &HeaderMap,
     slot: Option<UpgradeSlot>,
     peer: Option<PeerAddr>,
@@ -146,7 +138,7 @@ fn upgrade(
             return;
         };
         let lease = state.registry.acquire(&name);
-        connection::run(ws, lease, peer, config).await;
+        connection::run(ws, lease, peer, acks, config).await;
     });
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)

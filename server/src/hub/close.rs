@@ -61,6 +61,12 @@ impl Close {
         Self::new(4413, format!("document would exceed {limit} bytes"))
     }
 
+    /// 4410: the document was deleted; reconnecting would recreate it, so the client must
+    /// not retry on its own.
+    pub fn deleted() -> Self {
+        Self::new(4410, "document deleted")
+    }
+
     /// A short label for metrics.
     pub fn label(&self) -> &'static str {
         match self.code {
@@ -70,6 +76,7 @@ impl Close {
             1009 => "too_big",
             1011 => "internal",
             1013 => "try_later",
+            4410 => "deleted",
             4413 => "document_too_large",
             _ => "other",
         }

@@ -18,7 +18,7 @@ use tokio_tungstenite::WebSocketStream;
 use tracing::debug;
 
 use crate::config::Config;
-use crate::hub::doc_actor::{Command, Outbox};
+use crate::hub::command::{Command, Outbox};
 use crate::hub::registry::Lease;
 use crate::hub::{Close, ConnId};
 
@@ -67,9 +67,15 @@ where
     let _ = ws.close(Some(close_frame(&close))).await;
 }
 
-/// Runs one connection until either side closes it.
-pub async fn run<S>(ws: WebSocketStream<S>, lease: Lease, peer: SocketAddr, config: Arc<Config>)
-where
+/// Runs one connection until either side closes it. With `acks` the client receives
+/// Tandem's "saved" message once its updates are durable.
+pub async fn run<S>(
+    ws: WebSocketStream<S>,
+    lease: Lease,
+    peer: SocketAddr,
+    acks: bool,
+    config: Arc<Config>,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let conn: ConnId = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
@@ -82,7 +88,12 @@ where
         close: close_tx,
     };
     if doc
-        .send(Command::Join { conn, peer, outbox })
+        .send(Command::Join {
+            conn,
+            peer,
+            outbox,
+            acks,
+        })
         .await
         .is_err()
     {

@@ -1,7 +1,9 @@
 //! One task per loaded document. It alone owns the [`Document`], its awareness and the
 //! list of connections, so nothing on the path of an edit takes a lock shared with other
 //! documents. Every outgoing frame is encoded once and the same bytes are queued for each
-//! connection (the sender included: y-websocket clients rely on the echo).
+//! connection (the sender included: y-websocket clients rely on the echo). Every applied
+//! update is numbered and handed to the group-commit writer; the actor never waits for the
+//! database except while loading, deleting, or handing over after a crash.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,59 +13,64 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tandem_engine::protocol::codec;
-use tandem_engine::{Awareness, CodecError, Document, Message, Role, SessionError, SyncSession};
+use tandem_engine::{
+    Awareness, CodecError, DocError, Document, Message, Role, SessionError, SyncMessage,
+    SyncSession,
+};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
+use crate::hub::command::{ApiError, Command, DocInfo, Imported, Outbox};
+use crate::hub::doc_load::{self, Loaded};
+use crate::hub::durability::Durability;
 use crate::hub::registry::Registry;
 use crate::hub::{Close, ConnId};
+use crate::store::{Store, Writer};
 
 /// How often stale awareness states are looked for (y-protocols checks every 3 s).
 const AWARENESS_CHECK: Duration = Duration::from_secs(3);
 
-/// What a document actor is asked to do.
-pub enum Command {
-    /// A connection joined; greet it once the document is loaded.
-    Join {
-        /// The connection.
-        conn: ConnId,
-        /// Its remote address, for logs.
-        peer: SocketAddr,
-        /// How to reach it.
-        outbox: Outbox,
-    },
-    /// A binary frame arrived from a connection.
-    Frame {
-        /// The connection.
-        conn: ConnId,
-        /// The frame as received.
-        frame: Bytes,
-    },
-    /// A connection ended.
-    Leave {
-        /// The connection.
-        conn: ConnId,
-    },
-    /// Close every client with 1001, flush, and report back.
-    Shutdown {
-        /// Signalled when done.
-        done: oneshot::Sender<()>,
-    },
-}
-
-/// The document's side of one connection: a bounded frame queue and a close signal.
-pub struct Outbox {
-    /// Frames to write, in order.
-    pub frames: mpsc::Sender<Bytes>,
-    /// Fired (once) to make the connection close with a code and reason.
-    pub close: oneshot::Sender<Close>,
+/// What an actor needs from the rest of the server.
+pub struct Env {
+    /// To leave the registry when idle, deleted or failed.
+    pub registry: Registry,
+    /// Connections holding a lease on this document.
+    pub users: Arc<AtomicUsize>,
+    /// Flags.
+    pub config: Arc<Config>,
+    /// Where the document is loaded from.
+    pub store: Arc<dyn Store>,
+    /// Where its updates go.
+    pub writer: Writer,
+    /// The previous actor of this document crashed: its queued writes must be durable
+    /// before the store is read, or the reload would miss them.
+    pub after_crash: bool,
 }
 
 struct Conn {
     peer: SocketAddr,
+    /// `ws <peer>`, the origin column of the updates it sends.
+    origin: Arc<str>,
     session: SyncSession,
     outbox: Outbox,
+    acks: Option<Acks>,
+}
+
+/// "Saved" acknowledgements owed to a connection that asked for them.
+#[derive(Default)]
+struct Acks {
+    /// Document updates received from the connection so far.
+    received: u64,
+    /// Acknowledge `count` updates once everything up to `seq` is durable.
+    owed: Option<(u64, u64)>,
+}
+
+/// The whole document encoded once for joiners with an empty state.
+struct FullState {
+    frame: Bytes,
+    /// Where the v1 update starts inside `frame`.
+    payload_at: usize,
 }
 
 struct DocActor {
@@ -71,80 +78,175 @@ struct DocActor {
     doc: Document,
     awareness: Awareness,
     conns: HashMap<ConnId, Conn>,
-    /// Encoded step 2 of the whole document, for joiners with an empty state.
-    full_state: Option<Bytes>,
+    full_state: Option<FullState>,
     /// Approximate encoded size: last full encoding plus updates since.
     doc_bytes: usize,
+    durability: Durability,
+    /// Imports answered once durable: (sequence number, reply, changed).
+    imports: Vec<(u64, oneshot::Sender<Result<Imported, ApiError>>, bool)>,
     /// Connections to close after the current command (closing may broadcast).
     doomed: Vec<(ConnId, Close)>,
+    /// An update crashed the CRDT: the in-memory document can no longer be trusted.
+    poisoned: bool,
     started: Instant,
     config: Arc<Config>,
 }
 
 /// Starts the actor of document `name`.
-pub fn spawn(
-    name: Arc<str>,
-    rx: mpsc::Receiver<Command>,
-    registry: Registry,
-    users: Arc<AtomicUsize>,
-    config: Arc<Config>,
+pub fn spawn(name: Arc<str>, rx: mpsc::Receiver<Command>, env: Env) {
+    tokio::spawn(run(name, rx, env));
+}
+
+async fn run(name: Arc<str>, mut rx: mpsc::Receiver<Command>, env: Env) {
+    if env.after_crash {
+        env.writer.flush().await;
+    }
+    // Load, keeping what arrives meanwhile: joiners get no sync reply before the stored
+    // state is in memory, and every joiner of a loading document shares this one load.
+    let mut early = Vec::new();
+    let loading = {
+        let (store, name) = (env.store.clone(), name.clone());
+        async move { doc_load::load(&*store, &name).await }
+    };
+    tokio::pin!(loading);
+    let loaded = loop {
+        tokio::select! {
+            loaded = &mut loading => break loaded,
+            cmd = rx.recv() => match cmd {
+                Some(Command::Shutdown { done }) => {
+                    fail_all(&name, early, &mut rx, &env, Close::going_away()).await;
+                    let _ = done.send(());
+                    return;
+                }
+                Some(cmd) => early.push(cmd),
+                None => return,
+            },
+        }
+    };
+    let loaded = match loaded {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            error!(doc = %name, error = %e, "document cannot be loaded");
+            env.registry.remove(&name, &env.users);
+            let close = Close::internal(format!("document cannot be loaded: {e}"));
+            fail_all(&name, early, &mut rx, &env, close).await;
+            return;
+        }
+    };
+    info!(doc = %name, seq = loaded.last_seq, "document loaded");
+    let mut actor = DocActor::new(name, loaded, &env);
+    if actor.durability.compaction_due() {
+        actor.durability.compact(&actor.doc);
+    }
+    for cmd in early {
+        actor.handle(cmd);
+    }
+    actor.close_doomed();
+    actor.run(rx, env).await;
+}
+
+/// Answers every command of an actor that will not serve: joiners are closed with `close`,
+/// API callers told why; a delete still goes through (a corrupt document must be deletable).
+async fn fail_all(
+    name: &Arc<str>,
+    early: Vec<Command>,
+    rx: &mut mpsc::Receiver<Command>,
+    env: &Env,
+    close: Close,
 ) {
-    tokio::spawn(async move {
-        let actor = DocActor {
-            doc: Document::new(name.clone()),
-            awareness: Awareness::new(0),
-            name,
-            conns: HashMap::new(),
-            full_state: None,
-            doc_bytes: 0,
-            doomed: Vec::new(),
-            started: Instant::now(),
-            config,
-        };
-        actor.run(rx, registry, users).await;
-    });
+    rx.close();
+    let mut rest = Vec::new();
+    while let Ok(cmd) = rx.try_recv() {
+        rest.push(cmd);
+    }
+    let unavailable = || ApiError::Unavailable(close.reason.to_string());
+    for cmd in early.into_iter().chain(rest) {
+        match cmd {
+            Command::Join { outbox, .. } => {
+                let _ = outbox.close.send(close.clone());
+            }
+            Command::Inspect { reply, .. } => {
+                let _ = reply.send(Err(unavailable()));
+            }
+            Command::State { reply } => {
+                let _ = reply.send(Err(unavailable()));
+            }
+            Command::Import { reply, .. } => {
+                let _ = reply.send(Err(unavailable()));
+            }
+            Command::Delete { reply } => {
+                let result = env.writer.delete(name).await;
+                let _ = reply.send(result.map_err(|e| ApiError::Unavailable(e.to_string())));
+            }
+            Command::Shutdown { done } => {
+                let _ = done.send(());
+            }
+            Command::Frame { .. } | Command::Leave { .. } => {}
+        }
+    }
 }
 
 impl DocActor {
-    async fn run(
-        mut self,
-        mut rx: mpsc::Receiver<Command>,
-        registry: Registry,
-        users: Arc<AtomicUsize>,
-    ) {
-        info!(doc = %self.name, "document loaded");
+    fn new(name: Arc<str>, loaded: Loaded, env: &Env) -> Self {
+        let durability = Durability::new(name.clone(), env.writer.clone(), &loaded, &env.config);
+        Self {
+            doc: loaded.doc,
+            awareness: Awareness::new(0),
+            conns: HashMap::new(),
+            full_state: None,
+            doc_bytes: loaded.stored_bytes,
+            durability,
+            imports: Vec::new(),
+            doomed: Vec::new(),
+            poisoned: false,
+            started: Instant::now(),
+            config: env.config.clone(),
+            name,
+        }
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>, env: Env) {
         let mut awareness_check = tokio::time::interval(AWARENESS_CHECK);
         awareness_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut idle_since = Some(tokio::time::Instant::now());
+        let mut idle_since = None;
         loop {
+            idle_since = if self.conns.is_empty() && self.durability.is_saved() {
+                idle_since.or_else(|| Some(tokio::time::Instant::now()))
+            } else {
+                None
+            };
             let unload_at = idle_since.map(|t| t + self.config.idle_unload());
             tokio::select! {
                 cmd = rx.recv() => {
                     let Some(cmd) = cmd else { break };
-                    if let Command::Shutdown { done } = cmd {
-                        self.shutdown();
-                        let _ = done.send(());
-                        break;
+                    match cmd {
+                        Command::Shutdown { done } => {
+                            self.shutdown();
+                            let _ = done.send(());
+                            break;
+                        }
+                        Command::Delete { reply } => {
+                            self.delete(reply, rx, &env).await;
+                            return;
+                        }
+                        cmd => self.handle(cmd),
                     }
-                    self.handle(cmd);
                     self.close_doomed();
-                    idle_since = if self.conns.is_empty() {
-                        idle_since.or_else(|| Some(tokio::time::Instant::now()))
-                    } else {
-                        None
-                    };
+                    if self.poisoned {
+                        self.hand_over(rx, &env).await;
+                        return;
+                    }
+                }
+                _ = self.durability.changed() => {
+                    self.on_saved();
+                    self.close_doomed();
                 }
                 _ = awareness_check.tick(), if !self.awareness.is_empty() => {
                     self.expire_awareness();
                     self.close_doomed();
                 }
                 _ = sleep_until_opt(unload_at) => {
-                    if !self.is_persisted() {
-                        // Unloading now would lose the content: stay until it is stored.
-                        idle_since = None;
-                        continue;
-                    }
-                    if registry.release_if_idle(&self.name, &users) {
+                    if env.registry.release_if_idle(&self.name, &env.users) {
                         info!(doc = %self.name, "document unloaded (idle)");
                         break;
                     }
@@ -155,37 +257,49 @@ impl DocActor {
         }
     }
 
-    /// Whether everything in memory is also in durable storage, so the document may leave
-    /// memory. This build keeps documents in memory only, so only an empty document (nothing
-    /// to lose) counts as persisted; a document with content stays loaded.
-    fn is_persisted(&self) -> bool {
-        use tandem_engine::yrs::ReadTxn;
-        let txn = self.doc.read();
-        txn.state_vector().is_empty() && !txn.has_missing_updates()
-    }
-
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
 
     fn handle(&mut self, cmd: Command) {
         match cmd {
-            Command::Join { conn, peer, outbox } => self.join(conn, peer, outbox),
+            Command::Join {
+                conn,
+                peer,
+                outbox,
+                acks,
+            } => self.join(conn, peer, outbox, acks),
             Command::Frame { conn, frame } => self.frame(conn, frame),
             Command::Leave { conn } => self.leave(conn),
-            Command::Shutdown { .. } => unreachable!("handled by run"),
+            Command::Inspect { root, reply } => {
+                let _ = reply.send(Ok(self.inspect(&root)));
+            }
+            Command::State { reply } => {
+                let state = self.full_state();
+                let _ = reply.send(Ok(state.frame.slice(state.payload_at..)));
+            }
+            Command::Import {
+                update,
+                origin,
+                reply,
+            } => self.import(&update, &origin, reply),
+            Command::Shutdown { .. } | Command::Delete { .. } => {
+                unreachable!("handled by run")
+            }
         }
     }
 
-    fn join(&mut self, id: ConnId, peer: SocketAddr, outbox: Outbox) {
+    fn join(&mut self, id: ConnId, peer: SocketAddr, outbox: Outbox, acks: bool) {
         let session = SyncSession::new(Role::Server).with_full_state_cache();
         let greeting = session.greeting(&self.doc, &self.awareness);
         self.conns.insert(
             id,
             Conn {
                 peer,
+                origin: Arc::from(format!("ws {peer}")),
                 session,
                 outbox,
+                acks: acks.then(Acks::default),
             },
         );
         for frame in greeting {
@@ -218,10 +332,11 @@ impl DocActor {
                 return;
             }
         };
-        if let Message::Sync(
-            tandem_engine::SyncMessage::Update(u) | tandem_engine::SyncMessage::Step2(u),
-        ) = &message
-        {
+        let is_update = matches!(
+            message,
+            Message::Sync(SyncMessage::Update(_) | SyncMessage::Step2(_))
+        );
+        if let Message::Sync(SyncMessage::Update(u) | SyncMessage::Step2(u)) = &message {
             if self.doc_bytes + u.len() > self.config.max_doc_bytes {
                 warn!(doc = %self.name, %peer, "update would exceed the document size limit");
                 self.doomed
@@ -239,6 +354,13 @@ impl DocActor {
                 debug!(doc = %self.name, %peer, %reason, "client sent permission-denied; ignored");
                 return;
             }
+            Err(SessionError::Doc(DocError::Poisoned)) => {
+                error!(doc = %self.name, %peer, "an update crashed the CRDT; reloading the document");
+                self.poisoned = true;
+                self.doomed
+                    .push((id, Close::invalid("update rejected: it crashed the CRDT")));
+                return;
+            }
             Err(SessionError::Doc(e)) => {
                 warn!(doc = %self.name, %peer, error = %e, "update rejected; closing connection");
                 self.doomed
@@ -246,11 +368,11 @@ impl DocActor {
                 return;
             }
         };
-        if let Some(update) = &outcome.applied {
+        let origin = conn.origin.clone();
+        if let Some(update) = outcome.applied {
             metrics::histogram!("tandem_update_apply_seconds")
                 .record(started.elapsed().as_secs_f64());
-            self.full_state = None;
-            self.doc_bytes += update.len();
+            self.applied(Bytes::from(update), &origin);
         }
         if outcome.missing {
             debug!(doc = %self.name, %peer, "document waits for missing updates; asked the peer to resync");
@@ -259,23 +381,138 @@ impl DocActor {
             self.send_to(id, Bytes::from(frame));
         }
         if outcome.full_state {
-            let frame = self.full_state_frame();
+            let frame = self.full_state().frame.clone();
             self.send_to(id, frame);
         }
         for frame in outcome.broadcast {
             self.broadcast(Bytes::from(frame));
         }
+        if is_update {
+            let seq = self.durability.last_seq();
+            if let Some(acks) = self.conns.get_mut(&id).and_then(|c| c.acks.as_mut()) {
+                acks.received += 1;
+                acks.owed = Some((seq, acks.received));
+                self.settle_acks(Some(id));
+            }
+        }
     }
 
-    fn full_state_frame(&mut self) -> Bytes {
-        if let Some(f) = &self.full_state {
-            return f.clone();
+    /// Bookkeeping after an update changed the document (its broadcast is the caller's).
+    fn applied(&mut self, update: Bytes, origin: &Arc<str>) {
+        self.full_state = None;
+        self.doc_bytes += update.len();
+        self.durability.record(&self.doc, update, origin);
+    }
+
+    fn import(
+        &mut self,
+        update: &[u8],
+        origin: &Arc<str>,
+        reply: oneshot::Sender<Result<Imported, ApiError>>,
+    ) {
+        if self.doc_bytes + update.len() > self.config.max_doc_bytes {
+            let _ = reply.send(Err(ApiError::Rejected(format!(
+                "document would exceed {} bytes",
+                self.config.max_doc_bytes
+            ))));
+            return;
         }
-        let snapshot = self.doc.snapshot_v1();
-        self.doc_bytes = snapshot.len();
-        let frame = Bytes::from(codec::encode_step2(&snapshot));
-        self.full_state = Some(frame.clone());
-        frame
+        let applied = match self.doc.apply_update_v1(update) {
+            Ok(applied) => applied,
+            Err(DocError::Poisoned) => {
+                error!(doc = %self.name, %origin, "an imported update crashed the CRDT; reloading the document");
+                self.poisoned = true;
+                let _ = reply.send(Err(ApiError::Rejected(
+                    "update rejected: it crashed the CRDT".into(),
+                )));
+                return;
+            }
+            Err(e) => {
+                let _ = reply.send(Err(ApiError::Rejected(format!("update rejected: {e}"))));
+                return;
+            }
+        };
+        let changed = applied.update.is_some();
+        if let Some(update) = applied.update {
+            let frame = codec::encode_update(&update);
+            self.applied(Bytes::from(update), origin);
+            self.broadcast(Bytes::from(frame));
+        }
+        self.imports
+            .push((self.durability.last_seq(), reply, changed));
+        self.settle_imports();
+    }
+
+    fn inspect(&self, root: &str) -> DocInfo {
+        DocInfo {
+            name: self.name.to_string(),
+            text: self.doc.text_string(root),
+            seq: self.durability.last_seq(),
+            saved_seq: self.durability.saved_seq(),
+            state_bytes: self.doc_bytes,
+            clients: self.conns.len(),
+        }
+    }
+
+    /// More of the log is durable: answer the acknowledgements and imports it covers.
+    fn on_saved(&mut self) {
+        self.settle_acks(None);
+        self.settle_imports();
+    }
+
+    /// Sends the "saved" acknowledgements now due, to `only` or to every connection.
+    fn settle_acks(&mut self, only: Option<ConnId>) {
+        let saved = self.durability.saved_seq();
+        let mut due = Vec::new();
+        let mut check = |id: ConnId, conn: &mut Conn| {
+            if let Some(acks) = conn.acks.as_mut() {
+                if let Some((seq, count)) = acks.owed {
+                    if seq <= saved {
+                        acks.owed = None;
+                        due.push((id, count));
+                    }
+                }
+            }
+        };
+        match only {
+            Some(id) => {
+                if let Some(conn) = self.conns.get_mut(&id) {
+                    check(id, conn);
+                }
+            }
+            None => {
+                for (id, conn) in &mut self.conns {
+                    check(*id, conn);
+                }
+            }
+        }
+        for (id, count) in due {
+            self.send_to(id, Bytes::from(codec::encode_saved(count)));
+        }
+    }
+
+    fn settle_imports(&mut self) {
+        let saved = self.durability.saved_seq();
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.imports)
+            .into_iter()
+            .partition(|(seq, _, _)| *seq <= saved);
+        self.imports = waiting;
+        for (seq, reply, changed) in due {
+            let _ = reply.send(Ok(Imported { changed, seq }));
+        }
+    }
+
+    fn full_state(&mut self) -> &FullState {
+        if self.full_state.is_none() {
+            let snapshot = self.doc.snapshot_v1();
+            self.doc_bytes = snapshot.len();
+            let frame = codec::encode_step2(&snapshot);
+            self.full_state = Some(FullState {
+                payload_at: frame.len() - snapshot.len(),
+                frame: Bytes::from(frame),
+            });
+        }
+        self.full_state.as_ref().expect("just filled")
     }
 
     fn leave(&mut self, id: ConnId) {
@@ -328,7 +565,7 @@ impl DocActor {
     /// until none is left.
     fn close_doomed(&mut self) {
         while let Some((id, close)) = self.doomed.pop() {
-            let Some(conn) = self.conns.get(&id) else {
+            let Some(mut conn) = self.conns.remove(&id) else {
                 continue;
             };
             if close.code == 1013 {
@@ -336,26 +573,60 @@ impl DocActor {
             }
             metrics::counter!("tandem_connections_closed_total", "reason" => close.label())
                 .increment(1);
-            if let Some(Conn {
-                mut session,
-                outbox,
-                ..
-            }) = self.conns.remove(&id)
-            {
-                let _ = outbox.close.send(close);
-                let now = self.now_ms();
-                if let Some(frame) = session.close(&mut self.awareness, now) {
-                    self.broadcast(Bytes::from(frame));
-                }
+            let _ = conn.outbox.close.send(close);
+            let now = self.now_ms();
+            if let Some(frame) = conn.session.close(&mut self.awareness, now) {
+                self.broadcast(Bytes::from(frame));
             }
         }
     }
 
-    fn shutdown(&mut self) {
+    /// Closes every connection with `close` (no awareness broadcast: nobody is left).
+    fn close_all(&mut self, close: &Close) {
         for (_, conn) in self.conns.drain() {
-            let _ = conn.outbox.close.send(Close::going_away());
+            let _ = conn.outbox.close.send(close.clone());
         }
+        for (_, reply, _) in self.imports.drain(..) {
+            let _ = reply.send(Err(ApiError::Closing));
+        }
+    }
+
+    fn shutdown(&mut self) {
+        self.close_all(&Close::going_away());
         info!(doc = %self.name, "document closed for shutdown");
+    }
+
+    /// Deletes the document: every client is closed for good (4410), the store forgets it
+    /// once the writes queued before are done, and the actor leaves the registry so the
+    /// next client starts a new, empty document.
+    async fn delete(
+        mut self,
+        reply: oneshot::Sender<Result<bool, ApiError>>,
+        mut rx: mpsc::Receiver<Command>,
+        env: &Env,
+    ) {
+        self.close_all(&Close::deleted());
+        let had_content = self.durability.last_seq() > 0;
+        let result = self.durability.writer().delete(&self.name).await;
+        env.registry.remove(&self.name, &env.users);
+        info!(doc = %self.name, "document deleted");
+        let _ = reply.send(
+            result
+                .map(|stored| stored || had_content)
+                .map_err(|e| ApiError::Unavailable(e.to_string())),
+        );
+        fail_all(&self.name, Vec::new(), &mut rx, env, Close::deleted()).await;
+    }
+
+    /// After an update crashed the CRDT: close everyone, wait until the writes made before
+    /// it are durable, and leave the registry, so the next client gets the document
+    /// reloaded from its last good state.
+    async fn hand_over(mut self, mut rx: mpsc::Receiver<Command>, env: &Env) {
+        let close = Close::internal("document reloading after an internal error; reconnect");
+        self.close_all(&close);
+        env.writer.flush().await;
+        env.registry.remove(&self.name, &env.users);
+        fail_all(&self.name, Vec::new(), &mut rx, env, close).await;
     }
 }
 

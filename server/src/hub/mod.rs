@@ -2,8 +2,11 @@
 //! registry that maps document names to actors.
 
 pub mod close;
+pub mod command;
 pub mod connection;
 pub mod doc_actor;
+pub mod doc_load;
+pub mod durability;
 pub mod registry;
 
 pub use close::Close;

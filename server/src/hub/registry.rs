@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
-use crate::hub::doc_actor::{self, Command};
+use crate::hub::command::{ApiError, Command};
+use crate::hub::doc_actor::{self, Env};
+use crate::store::{Store, Writer};
 
 /// Capacity of a document actor's mailbox. Readers await when it is full, which slows a
 /// flooding client down without dropping anything.
@@ -62,17 +64,47 @@ pub struct Registry {
 struct Inner {
     docs: Mutex<HashMap<Arc<str>, DocHandle>>,
     config: Arc<Config>,
+    store: Arc<dyn Store>,
+    writer: Writer,
 }
 
 impl Registry {
-    /// An empty registry whose actors use `config`.
-    pub fn new(config: Arc<Config>) -> Self {
+    /// An empty registry whose actors use `config`, load from `store` and write through
+    /// `writer`.
+    pub fn new(config: Arc<Config>, store: Arc<dyn Store>, writer: Writer) -> Self {
         Self {
             inner: Arc::new(Inner {
                 docs: Mutex::new(HashMap::new()),
                 config,
+                store,
+                writer,
             }),
         }
+    }
+
+    /// The group-commit writer every document writes through.
+    pub fn writer(&self) -> &Writer {
+        &self.inner.writer
+    }
+
+    /// The store documents are loaded from.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// Sends the command `make` builds to the actor of `name` (loading the document if
+    /// needed) and waits for its answer.
+    pub async fn request<T>(
+        &self,
+        name: &str,
+        make: impl FnOnce(oneshot::Sender<Result<T, ApiError>>) -> Command,
+    ) -> Result<T, ApiError> {
+        let lease = self.acquire(name);
+        let (reply, answer) = oneshot::channel();
+        if lease.handle().send(make(reply)).await.is_err() {
+            return Err(ApiError::Closing);
+        }
+        answer.await.unwrap_or(Err(ApiError::Closing))
     }
 
     /// Returns the actor of `name`, starting it (and its load) if the document is not in
@@ -81,6 +113,7 @@ impl Registry {
         let mut docs = self.inner.docs.lock().expect("registry lock");
         // A handle whose actor has stopped (it can only have crashed: an idle actor removes
         // itself first) is replaced, so one failure does not lock a document out for ever.
+        let crashed = docs.get(name).is_some_and(|h| h.tx.is_closed());
         let handle = match docs.get(name).filter(|h| !h.tx.is_closed()) {
             Some(h) => h.clone(),
             None => {
@@ -93,13 +126,15 @@ impl Registry {
                 };
                 docs.insert(name.clone(), handle.clone());
                 metrics::gauge!("tandem_documents_loaded").set(docs.len() as f64);
-                doc_actor::spawn(
-                    name,
-                    rx,
-                    self.clone(),
-                    handle.users.clone(),
-                    self.inner.config.clone(),
-                );
+                let env = Env {
+                    registry: self.clone(),
+                    users: handle.users.clone(),
+                    config: self.inner.config.clone(),
+                    store: self.inner.store.clone(),
+                    writer: self.inner.writer.clone(),
+                    after_crash: crashed,
+                };
+                doc_actor::spawn(name, rx, env);
                 handle
             }
         };
@@ -119,6 +154,16 @@ impl Registry {
             true
         } else {
             false
+        }
+    }
+
+    /// Called by an actor that stops serving for good (deleted, failed to load, poisoned):
+    /// removes it whatever its users, so the next client starts a fresh actor.
+    pub(crate) fn remove(&self, name: &str, users: &Arc<AtomicUsize>) {
+        let mut docs = self.inner.docs.lock().expect("registry lock");
+        if docs.get(name).is_some_and(|h| Arc::ptr_eq(&h.users, users)) {
+            docs.remove(name);
+            metrics::gauge!("tandem_documents_loaded").set(docs.len() as f64);
         }
     }
 

@@ -21,46 +21,131 @@ pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub struct Server {
     pub child: Child,
     pub port: u16,
+    /// The database it stores documents in.
+    pub db_url: String,
+    args: Vec<String>,
+    /// Holds the SQLite file of a server started with [`Server::start`].
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Server {
-    /// Starts the server with extra flags and waits until it answers `/healthz`.
+    /// Starts the server with extra flags on a fresh SQLite database of its own.
     pub fn start(args: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/tandem.db", dir.path().display());
+        let mut server = Server::start_with_db(&url, args);
+        server._dir = Some(dir);
+        server
+    }
+
+    /// Starts the server on the database `db_url` and waits until it accepts connections.
+    pub fn start_with_db(db_url: &str, args: &[&str]) -> Server {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_tandem-server"))
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start tandem-server");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "server did not start");
-            std::thread::sleep(Duration::from_millis(20));
+        let child = spawn_server(port, db_url, &args);
+        Server {
+            child,
+            port,
+            db_url: db_url.to_owned(),
+            args,
+            _dir: None,
         }
-        Server { child, port }
+    }
+
+    /// Kills the process with SIGKILL (no shutdown, no flush) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port, database and flags.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = spawn_server(self.port, &self.db_url, &self.args);
+    }
+
+    /// Sends an HTTP request and returns (status, body).
+    pub fn request(&self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        s.write_all(body).unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        let status = std::str::from_utf8(&out[9..12]).unwrap().parse().unwrap();
+        let head_end = out
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("end of headers")
+            + 4;
+        let head = String::from_utf8_lossy(&out[..head_end]).to_lowercase();
+        let mut body = out[head_end..].to_vec();
+        if head.contains("transfer-encoding: chunked") {
+            body = dechunk(&body);
+        }
+        (status, body)
+    }
+
+    /// `request` with a JSON answer.
+    pub fn json(&self, method: &str, path: &str, body: &[u8]) -> (u16, serde_json::Value) {
+        let (status, body) = self.request(method, path, body);
+        let value = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {body:?}"));
+        (status, value)
     }
 
     pub fn url(&self, doc: &str) -> String {
         format!("ws://127.0.0.1:{}/ws/{}", self.port, doc)
     }
 
+    /// The URL of a client that asks for "saved" acknowledgements.
+    pub fn acks_url(&self, doc: &str) -> String {
+        format!("{}?acks=1", self.url(doc))
+    }
+
     pub fn http(&self, path: &str) -> (u16, String) {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        let status = out[9..12].parse().unwrap();
-        let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-        (status, body)
+        let (status, body) = self.request("GET", path, b"");
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+}
+
+fn spawn_server(port: u16, db_url: &str, args: &[String]) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_tandem-server"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--database-url")
+        .arg(db_url)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start tandem-server");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = body.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&body[..line_end]).unwrap().trim(), 16)
+                .unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&body[line_end + 2..line_end + 2 + size]);
+        body = &body[line_end + 4 + size..];
     }
 }
 
@@ -108,6 +193,10 @@ struct Shared {
     session: SyncSession,
     synced: bool,
     closed: Option<(u16, String)>,
+    /// Document updates sent (step 2 and updates), for "saved" acknowledgements.
+    sent_updates: u64,
+    /// The last "saved" acknowledgement: how many of our updates are durable.
+    saved: Option<u64>,
 }
 
 /// A y-websocket client: a document replica synced through the engine's session.
@@ -125,6 +214,8 @@ impl Client {
             session: SyncSession::new(Role::Client),
             synced: false,
             closed: None,
+            sent_updates: 0,
+            saved: None,
             doc,
             awareness,
         }));
@@ -160,6 +251,17 @@ impl Client {
                         if out.synced {
                             s.synced = true;
                         }
+                        if out.saved.is_some() {
+                            s.saved = out.saved;
+                        }
+                        for r in &out.reply {
+                            if matches!(
+                                Message::decode(r),
+                                Ok(Message::Sync(tandem_engine::SyncMessage::Step2(_)))
+                            ) {
+                                s.sent_updates += 1;
+                            }
+                        }
                         for r in out.reply {
                             let _ = reply.send(Ws::Binary(r.into()));
                         }
@@ -194,7 +296,8 @@ impl Client {
 
     /// Inserts `s` at `pos` (clamped) and sends the update, as a provider would.
     pub fn insert(&self, pos: u32, s: &str) {
-        let guard = self.shared.lock().unwrap();
+        let mut guard = self.shared.lock().unwrap();
+        guard.sent_updates += 1;
         let text = guard.doc.text("content");
         let (_, update) = guard.doc.edit_with_update(|e| {
             let pos = pos.min(e.text_len(&text));
@@ -257,6 +360,22 @@ impl Client {
         .await
     }
 
+    /// Document updates this client has sent.
+    pub fn sent_updates(&self) -> u64 {
+        self.shared.lock().unwrap().sent_updates
+    }
+
+    /// How many of its updates the server has acknowledged as durable.
+    pub fn saved(&self) -> Option<u64> {
+        self.shared.lock().unwrap().saved
+    }
+
+    /// Waits until the server acknowledged every update sent so far.
+    pub async fn wait_saved(&self) {
+        self.wait(|s| s.saved == Some(s.sent_updates), "saved acknowledgement")
+            .await
+    }
+
     pub fn closed(&self) -> Option<(u16, String)> {
         self.shared.lock().unwrap().closed.clone()
     }
@@ -281,4 +400,71 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64
+}
+
+/// The Postgres server the tests use (`TANDEM_TEST_PG`, default the local one).
+pub fn pg_admin_url() -> String {
+    std::env::var("TANDEM_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A fresh Postgres database for one test, dropped when the guard goes.
+pub struct PgDatabase {
+    pub url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    pub async fn create() -> PgDatabase {
+        use sqlx::Connection;
+        let admin = pg_admin_url();
+        let name = format!("tandem_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("Postgres at {admin} (scripts/test starts it): {e}"));
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let base = admin.rsplit_once('/').unwrap().0;
+        PgDatabase {
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop is synchronous; use a runtime of its own on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    use sqlx::Connection;
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&pg_admin_url()).await {
+                        let _ =
+                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                                .execute(&mut conn)
+                                .await;
+                    }
+                })
+        })
+        .join();
+    }
+}
+
+/// A database of each backend for one test: (label, url, what keeps it alive).
+pub async fn each_backend() -> Vec<(&'static str, String, Box<dyn std::any::Any + Send>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}/tandem.db", dir.path().display());
+    let pg = PgDatabase::create().await;
+    let pg_url = pg.url.clone();
+    vec![
+        ("sqlite", sqlite, Box::new(dir)),
+        ("postgres", pg_url, Box::new(pg)),
+    ]
 }

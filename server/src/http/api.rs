@@ -1,0 +1,216 @@
+//! The document API (JSON unless the body is a binary update):
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /api/docs` | every stored document with its size and timestamps |
+//! | `GET /api/docs/{doc}` | metadata and the plain text of a text root (`?root=`, default `content`) |
+//! | `GET /api/docs/{doc}/state` | the whole document as one binary v1 update |
+//! | `POST /api/docs/{doc}/state` | import a binary v1 update (answered once durable) |
+//! | `DELETE /api/docs/{doc}` | close its clients (4410) and remove it |
+//!
+//! `{doc}` is one path segment, percent-encoded (a `/` in a name is `%2F`). Every request
+//! about one document goes through that document's actor, so what the API reads or writes
+//! is exactly what WebSocket clients see.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::json;
+use warp::http::{header, Response, StatusCode};
+use warp::hyper::body::Bytes as Body;
+use warp::Filter;
+
+use crate::http::doc_name::doc_name;
+use crate::http::ws::PeerAddr;
+use crate::hub::command::{ApiError, Command};
+use crate::state::AppState;
+
+/// Text root shown by `GET /api/docs/{doc}` unless `?root=` names another.
+pub const DEFAULT_ROOT: &str = "content";
+
+/// The `/api/docs` routes.
+pub fn routes(
+    state: AppState,
+) -> impl Filter<Extract = (Response<Body>,), Error = warp::Rejection> + Clone {
+    let max_body = state.config.max_frame_bytes as u64;
+    let with_state = warp::any().map(move || state.clone());
+    let docs = warp::path!("api" / "docs");
+    let doc = warp::path!("api" / "docs" / String);
+    let doc_state = warp::path!("api" / "docs" / String / "state");
+
+    let list = docs.and(warp::get()).and(with_state.clone()).then(list);
+    let meta = doc
+        .and(warp::get())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with_state.clone())
+        .then(meta);
+    let export = doc_state
+        .and(warp::get())
+        .and(with_state.clone())
+        .then(export);
+    let import = doc_state
+        .and(warp::post())
+        .and(warp::body::content_length_limit(max_body))
+        .and(warp::body::bytes())
+        .and(warp::ext::optional::<PeerAddr>())
+        .and(with_state.clone())
+        .then(import);
+    let delete = doc.and(warp::delete()).and(with_state).then(delete);
+    list.or(meta)
+        .unify()
+        .or(export)
+        .unify()
+        .or(import)
+        .unify()
+        .or(delete)
+        .unify()
+}
+
+/// A JSON response.
+pub fn json(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .expect("static response")
+}
+
+/// A JSON error response: `{"error": "…"}`.
+pub fn error(status: StatusCode, message: impl std::fmt::Display) -> Response<Body> {
+    json(status, &json!({ "error": message.to_string() }))
+}
+
+/// The response for an error from a document actor.
+pub fn api_error(e: ApiError) -> Response<Body> {
+    let status = match e {
+        ApiError::Rejected(_) => StatusCode::BAD_REQUEST,
+        ApiError::Unavailable(_) | ApiError::Closing => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    error(status, e)
+}
+
+/// Decodes the `{doc}` segment, or the 400 response explaining why it is not a name.
+pub fn name_of(segment: &str) -> Result<String, Response<Body>> {
+    doc_name(segment).map_err(|e| error(StatusCode::BAD_REQUEST, e))
+}
+
+async fn list(state: AppState) -> Response<Body> {
+    match state.registry.store().list().await {
+        Ok(docs) => json(StatusCode::OK, &json!({ "documents": docs })),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+async fn meta(segment: String, query: HashMap<String, String>, state: AppState) -> Response<Body> {
+    let name = match name_of(&segment) {
+        Ok(n) => n,
+        Err(resp) => return resp,
+    };
+    let root = query
+        .get("root")
+        .cloned()
+        .unwrap_or_else(|| DEFAULT_ROOT.to_owned());
+    let info = match state
+        .registry
+        .request(&name, |reply| Command::Inspect { root, reply })
+        .await
+    {
+        Ok(info) => info,
+        Err(e) => return api_error(e),
+    };
+    let stored = match state.registry.store().meta(&name).await {
+        Ok(m) => m,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e),
+    };
+    if stored.is_none() && info.seq == 0 {
+        return error(StatusCode::NOT_FOUND, format!("no document named {name:?}"));
+    }
+    json(
+        StatusCode::OK,
+        &json!({
+            "name": info.name,
+            "id": stored.as_ref().map(|m| m.id),
+            "created_at": stored.as_ref().map(|m| m.created_at),
+            "updated_at": stored.as_ref().map(|m| m.updated_at),
+            "size_bytes": stored.as_ref().map(|m| m.size_bytes),
+            "state_bytes": info.state_bytes,
+            "seq": info.seq,
+            "saved_seq": info.saved_seq,
+            "clients": info.clients,
+            "text": info.text,
+        }),
+    )
+}
+
+async fn export(segment: String, state: AppState) -> Response<Body> {
+    let name = match name_of(&segment) {
+        Ok(n) => n,
+        Err(resp) => return resp,
+    };
+    match state
+        .registry
+        .request(&name, |reply| Command::State { reply })
+        .await
+    {
+        Ok(update) => Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(Body::from(update))
+            .expect("static response"),
+        Err(e) => api_error(e),
+    }
+}
+
+async fn import(
+    segment: String,
+    body: Bytes,
+    peer: Option<PeerAddr>,
+    state: AppState,
+) -> Response<Body> {
+    let name = match name_of(&segment) {
+        Ok(n) => n,
+        Err(resp) => return resp,
+    };
+    if body.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "empty body: expected a binary v1 update",
+        );
+    }
+    let origin: Arc<str> = match peer {
+        Some(p) => format!("http {}", p.0).into(),
+        None => "http".into(),
+    };
+    match state
+        .registry
+        .request(&name, |reply| Command::Import {
+            update: body,
+            origin,
+            reply,
+        })
+        .await
+    {
+        Ok(imported) => json(StatusCode::OK, &json!(imported)),
+        Err(e) => api_error(e),
+    }
+}
+
+async fn delete(segment: String, state: AppState) -> Response<Body> {
+    let name = match name_of(&segment) {
+        Ok(n) => n,
+        Err(resp) => return resp,
+    };
+    match state
+        .registry
+        .request(&name, |reply| Command::Delete { reply })
+        .await
+    {
+        Ok(true) => Response::builder()
+            .status(StatusCode::NO_CONTENT)
+            .body(Body::new())
+            .expect("static response"),
+        Ok(false) => error(StatusCode::NOT_FOUND, format!("no document named {name:?}")),
+        Err(e) => api_error(e),
+    }
+}

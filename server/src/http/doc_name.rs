@@ -1,0 +1,23 @@
+//! Document names as clients send them: y-websocket appends the name to the server URL, so
+//! it arrives percent-encoded in the path; the HTTP API takes it as one (encoded) segment.
+
+/// Longest accepted document name, in bytes after decoding.
+pub const MAX_NAME_BYTES: usize = 512;
+
+/// Decodes and validates a document name from the path tail. Names are what y-websocket
+/// appends to the server URL: any UTF-8 without control characters, slashes allowed.
+pub fn doc_name(tail: &str) -> Result<String, &'static str> {
+    let decoded = percent_encoding::percent_decode_str(tail)
+        .decode_utf8()
+        .map_err(|_| "document name is not valid UTF-8")?;
+    if decoded.is_empty() {
+        return Err("document name is empty");
+    }
+    if decoded.len() > MAX_NAME_BYTES {
+        return Err("document name is longer than 512 bytes");
+    }
+    if decoded.chars().any(char::is_control) {
+        return Err("document name contains control characters");
+    }
+    Ok(decoded.into_owned())
+}

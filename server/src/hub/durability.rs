@@ -1,0 +1,110 @@
+//! A document actor's bookkeeping of what is stored: it numbers every applied update,
+//! hands it to the group-commit writer, learns which numbers are durable, and decides when
+//! the log has grown enough to be folded into a new snapshot.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tandem_engine::Document;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::hub::doc_load::Loaded;
+use crate::store::writer::Progress;
+use crate::store::{Append, Snapshot, Writer};
+
+/// Sequence numbers and compaction state of one document.
+pub struct Durability {
+    name: Arc<str>,
+    writer: Writer,
+    progress: Progress,
+    saved: watch::Receiver<u64>,
+    last_seq: u64,
+    log_updates: usize,
+    log_bytes: usize,
+    compact_after_updates: usize,
+    compact_after_bytes: usize,
+}
+
+impl Durability {
+    /// Continues the log of a freshly loaded document.
+    pub fn new(name: Arc<str>, writer: Writer, loaded: &Loaded, config: &Config) -> Self {
+        let (progress, saved) = watch::channel(loaded.last_seq);
+        Self {
+            name,
+            writer,
+            progress: Arc::new(progress),
+            saved,
+            last_seq: loaded.last_seq,
+            log_updates: loaded.log_updates,
+            log_bytes: loaded.log_bytes,
+            compact_after_updates: config.compact_after_updates.max(1),
+            compact_after_bytes: config.compact_after_bytes.max(1),
+        }
+    }
+
+    /// Sequence number of the last update applied.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// Sequence number up to which everything is durable.
+    pub fn saved_seq(&self) -> u64 {
+        *self.saved.borrow()
+    }
+
+    /// Whether everything applied is durable (the document may leave memory).
+    pub fn is_saved(&self) -> bool {
+        self.saved_seq() >= self.last_seq
+    }
+
+    /// Resolves when more of the log became durable (cancel-safe, for `select!`).
+    pub async fn changed(&mut self) {
+        if self.saved.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Numbers an update just applied to `doc`, queues it for the store and, when the log
+    /// after the last snapshot has grown past the flags, queues a new snapshot of `doc`.
+    /// Returns the update's sequence number.
+    pub fn record(&mut self, doc: &Document, update: Bytes, origin: &Arc<str>) -> u64 {
+        self.last_seq += 1;
+        self.log_updates += 1;
+        self.log_bytes += update.len();
+        let append = Append {
+            seq: self.last_seq,
+            update,
+            origin: origin.clone(),
+        };
+        self.writer.append(&self.name, append, &self.progress);
+        if self.log_updates >= self.compact_after_updates
+            || self.log_bytes >= self.compact_after_bytes
+        {
+            self.compact(doc);
+        }
+        self.last_seq
+    }
+
+    /// Queues a snapshot of `doc` as it is now, replacing the log up to the last update.
+    pub fn compact(&mut self, doc: &Document) {
+        let snapshot = Snapshot {
+            seq: self.last_seq,
+            state: doc.snapshot_v1().into(),
+            state_vector: doc.state_vector_v1().into(),
+        };
+        self.writer.compact(&self.name, snapshot, &self.progress);
+        self.log_updates = 0;
+        self.log_bytes = 0;
+    }
+
+    /// Whether a freshly loaded log is long enough to fold at once.
+    pub fn compaction_due(&self) -> bool {
+        self.log_updates >= self.compact_after_updates || self.log_bytes >= self.compact_after_bytes
+    }
+
+    /// The writer, for deletes and flushes.
+    pub fn writer(&self) -> &Writer {
+        &self.writer
+    }
+}

@@ -1,0 +1,213 @@
+//! The production store: Postgres through sqlx. Timestamps are `timestamptz`, ids `uuid`,
+//! updates `bytea`; every group commit is one transaction.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Postgres, QueryBuilder, Row};
+use uuid::Uuid;
+
+use super::{
+    appended_bytes, assemble, classify, seq_i64, seq_u64, DocMeta, DocWrite, LogEntry, Store,
+    StoreError, StoredDoc, INSERT_CHUNK,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Postgres connection pool holding Tandem's tables.
+pub struct PgStore {
+    pool: PgPool,
+}
+
+/// Postgres SQLSTATEs that mean "not now": connection exceptions (08), operator
+/// intervention such as a shutdown (57P0x), insufficient resources (53), serialization
+/// failures and deadlocks.
+fn transient(code: &str) -> bool {
+    code.starts_with("08")
+        || code.starts_with("57P0")
+        || code.starts_with("53")
+        || code == "40001"
+        || code == "40P01"
+}
+
+fn err(e: sqlx::Error) -> StoreError {
+    classify(e, transient)
+}
+
+impl PgStore {
+    /// Connects to `url`. Acquiring a connection gives up after 3 s, so during an outage
+    /// callers get an error they can retry instead of hanging.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect(url)
+            .await
+            .map_err(err)?;
+        Ok(Self { pool })
+    }
+}
+
+const LOAD: &str = "
+WITH d AS (SELECT id FROM documents WHERE name = $1),
+     s AS (SELECT seq, state, state_vector FROM snapshots WHERE doc_id = (SELECT id FROM d))
+SELECT 0::int4 AS kind, seq, state AS data, state_vector FROM s
+UNION ALL
+SELECT 1::int4, u.seq, u.data, NULL::bytea FROM updates u
+ WHERE u.doc_id = (SELECT id FROM d) AND u.seq > COALESCE((SELECT seq FROM s), 0)
+ORDER BY 1, 2";
+
+const LOG_AFTER: &str = "
+WITH d AS (SELECT id FROM documents WHERE name = $1)
+SELECT 0::int4 AS kind, seq, ''::bytea AS data, NULL::bytea AS state_vector
+  FROM snapshots WHERE doc_id = (SELECT id FROM d)
+UNION ALL
+SELECT 1::int4, seq, data, NULL::bytea FROM updates
+ WHERE doc_id = (SELECT id FROM d) AND seq > $2
+ORDER BY 1, 2";
+
+const META: &str = "SELECT id, name, created_at, updated_at, size_bytes FROM documents";
+
+fn meta_of(row: &sqlx::postgres::PgRow) -> Result<DocMeta, StoreError> {
+    Ok(DocMeta {
+        id: row.try_get("id").map_err(err)?,
+        name: row.try_get("name").map_err(err)?,
+        created_at: row.try_get("created_at").map_err(err)?,
+        updated_at: row.try_get("updated_at").map_err(err)?,
+        size_bytes: seq_u64("documents", row.try_get("size_bytes").map_err(err)?)?,
+    })
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn load(&self, name: &str) -> Result<Option<StoredDoc>, StoreError> {
+        let rows: Vec<(i32, i64, Vec<u8>, Option<Vec<u8>>)> = sqlx::query_as(LOAD)
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        assemble(rows).map(Some)
+    }
+
+    async fn log_after(&self, name: &str, after: u64) -> Result<Option<Vec<LogEntry>>, StoreError> {
+        let rows: Vec<(i32, i64, Vec<u8>, Option<Vec<u8>>)> = sqlx::query_as(LOG_AFTER)
+            .bind(name)
+            .bind(seq_i64(after))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        let doc = assemble(rows)?;
+        Ok(super::contiguous_after(doc, after))
+    }
+
+    async fn commit(&self, writes: &[DocWrite]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        for w in writes {
+            let id: Uuid = sqlx::query_scalar(
+                "INSERT INTO documents (id, name, size_bytes) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO UPDATE
+                   SET updated_at = now(), size_bytes = documents.size_bytes + EXCLUDED.size_bytes
+                 RETURNING id",
+            )
+            .bind(Uuid::new_v4())
+            .bind(&*w.name)
+            .bind(appended_bytes(w))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(err)?;
+            for chunk in w.appends.chunks(INSERT_CHUNK) {
+                let mut q = QueryBuilder::<Postgres>::new(
+                    "INSERT INTO updates (doc_id, seq, data, origin) ",
+                );
+                q.push_values(chunk, |mut row, a| {
+                    row.push_bind(id)
+                        .push_bind(seq_i64(a.seq))
+                        .push_bind(&a.update[..])
+                        .push_bind(&*a.origin);
+                });
+                q.push(" ON CONFLICT (doc_id, seq) DO NOTHING");
+                q.build().execute(&mut *tx).await.map_err(err)?;
+            }
+            if let Some(s) = &w.snapshot {
+                sqlx::query(
+                    "INSERT INTO snapshots (doc_id, seq, state, state_vector) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (doc_id) DO UPDATE
+                       SET seq = EXCLUDED.seq, state = EXCLUDED.state,
+                           state_vector = EXCLUDED.state_vector, created_at = now()
+                     WHERE snapshots.seq <= EXCLUDED.seq",
+                )
+                .bind(id)
+                .bind(seq_i64(s.seq))
+                .bind(&s.state[..])
+                .bind(&s.state_vector[..])
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+                sqlx::query("DELETE FROM updates WHERE doc_id = $1 AND seq <= $2")
+                    .bind(id)
+                    .bind(seq_i64(s.seq))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                sqlx::query(
+                    "UPDATE documents SET size_bytes =
+                       (SELECT octet_length(state) FROM snapshots WHERE doc_id = $1)
+                       + COALESCE((SELECT SUM(octet_length(data)) FROM updates WHERE doc_id = $1), 0)::bigint
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            }
+        }
+        tx.commit().await.map_err(err)
+    }
+
+    async fn delete(&self, name: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM documents WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn meta(&self, name: &str) -> Result<Option<DocMeta>, StoreError> {
+        let row = sqlx::query(&format!("{META} WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.as_ref().map(meta_of).transpose()
+    }
+
+    async fn list(&self) -> Result<Vec<DocMeta>, StoreError> {
+        let rows = sqlx::query(&format!("{META} ORDER BY name"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        rows.iter().map(meta_of).collect()
+    }
+}

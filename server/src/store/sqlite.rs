@@ -1,0 +1,251 @@
+//! The embedded zero-setup store: one SQLite file through sqlx, in WAL mode with
+//! `synchronous = FULL` (a commit that was acknowledged survives a power cut, not just a
+//! crash of the process). Ids are hyphenated UUID text, timestamps milliseconds since the
+//! epoch.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::{QueryBuilder, Row, Sqlite};
+use uuid::Uuid;
+
+use super::{
+    appended_bytes, assemble, classify, seq_i64, seq_u64, DocMeta, DocWrite, LogEntry, Store,
+    StoreError, StoredDoc, INSERT_CHUNK,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// An SQLite database file holding Tandem's tables.
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+/// SQLite result codes that mean "not now": BUSY (5), LOCKED (6) and I/O errors (10),
+/// including their extended forms (the primary code is the low byte).
+fn transient(code: &str) -> bool {
+    code.parse::<u32>()
+        .is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 10))
+}
+
+fn err(e: sqlx::Error) -> StoreError {
+    classify(e, transient)
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing, with its folder) the database file `url` names.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let bad_url = |reason: String| StoreError::Url {
+            url: url.to_owned(),
+            reason,
+        };
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| bad_url(e.to_string()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        if let Some(dir) = options.get_filename().parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| bad_url(format!("cannot create {}: {e}", dir.display())))?;
+            }
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(err)?;
+        Ok(Self { pool })
+    }
+}
+
+const LOAD: &str = "
+WITH d AS (SELECT id FROM documents WHERE name = ?1),
+     s AS (SELECT seq, state, state_vector FROM snapshots WHERE doc_id = (SELECT id FROM d))
+SELECT 0 AS kind, seq, state AS data, state_vector FROM s
+UNION ALL
+SELECT 1, u.seq, u.data, NULL FROM updates u
+ WHERE u.doc_id = (SELECT id FROM d) AND u.seq > COALESCE((SELECT seq FROM s), 0)
+ORDER BY 1, 2";
+
+const LOG_AFTER: &str = "
+WITH d AS (SELECT id FROM documents WHERE name = ?1)
+SELECT 0 AS kind, seq, x'' AS data, NULL AS state_vector
+  FROM snapshots WHERE doc_id = (SELECT id FROM d)
+UNION ALL
+SELECT 1, seq, data, NULL FROM updates
+ WHERE doc_id = (SELECT id FROM d) AND seq > ?2
+ORDER BY 1, 2";
+
+const META: &str = "SELECT id, name, created_at, updated_at, size_bytes FROM documents";
+
+fn meta_of(row: &sqlx::sqlite::SqliteRow) -> Result<DocMeta, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        table: "documents",
+        reason,
+    };
+    let time = |col: &str| -> Result<DateTime<Utc>, StoreError> {
+        let ms: i64 = row.try_get(col).map_err(err)?;
+        DateTime::from_timestamp_millis(ms).ok_or_else(|| corrupt(format!("{col} = {ms}")))
+    };
+    let id: String = row.try_get("id").map_err(err)?;
+    Ok(DocMeta {
+        id: Uuid::parse_str(&id).map_err(|e| corrupt(format!("id {id:?}: {e}")))?,
+        name: row.try_get("name").map_err(err)?,
+        created_at: time("created_at")?,
+        updated_at: time("updated_at")?,
+        size_bytes: seq_u64("documents", row.try_get("size_bytes").map_err(err)?)?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn load(&self, name: &str) -> Result<Option<StoredDoc>, StoreError> {
+        let rows: Vec<(i32, i64, Vec<u8>, Option<Vec<u8>>)> = sqlx::query_as(LOAD)
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        assemble(rows).map(Some)
+    }
+
+    async fn log_after(&self, name: &str, after: u64) -> Result<Option<Vec<LogEntry>>, StoreError> {
+        let rows: Vec<(i32, i64, Vec<u8>, Option<Vec<u8>>)> = sqlx::query_as(LOG_AFTER)
+            .bind(name)
+            .bind(seq_i64(after))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        let doc = assemble(rows)?;
+        Ok(super::contiguous_after(doc, after))
+    }
+
+    async fn commit(&self, writes: &[DocWrite]) -> Result<(), StoreError> {
+        // BEGIN IMMEDIATE would be ideal; sqlx's begin() is DEFERRED, and the first
+        // statement below is a write, so the lock is taken at once anyway.
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        let now = now_ms();
+        for w in writes {
+            let id: String = sqlx::query_scalar(
+                "INSERT INTO documents (id, name, created_at, updated_at, size_bytes)
+                 VALUES (?1, ?2, ?3, ?3, ?4)
+                 ON CONFLICT (name) DO UPDATE
+                   SET updated_at = excluded.updated_at,
+                       size_bytes = documents.size_bytes + excluded.size_bytes
+                 RETURNING id",
+            )
+            .bind(Uuid::new_v4().to_string())
+            .bind(&*w.name)
+            .bind(now)
+            .bind(appended_bytes(w))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(err)?;
+            for chunk in w.appends.chunks(INSERT_CHUNK) {
+                let mut q = QueryBuilder::<Sqlite>::new(
+                    "INSERT INTO updates (doc_id, seq, data, origin, created_at) ",
+                );
+                q.push_values(chunk, |mut row, a| {
+                    row.push_bind(&id)
+                        .push_bind(seq_i64(a.seq))
+                        .push_bind(&a.update[..])
+                        .push_bind(&*a.origin)
+                        .push_bind(now);
+                });
+                q.push(" ON CONFLICT (doc_id, seq) DO NOTHING");
+                q.build().execute(&mut *tx).await.map_err(err)?;
+            }
+            if let Some(s) = &w.snapshot {
+                sqlx::query(
+                    "INSERT INTO snapshots (doc_id, seq, state, state_vector, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (doc_id) DO UPDATE
+                       SET seq = excluded.seq, state = excluded.state,
+                           state_vector = excluded.state_vector, created_at = excluded.created_at
+                     WHERE snapshots.seq <= excluded.seq",
+                )
+                .bind(&id)
+                .bind(seq_i64(s.seq))
+                .bind(&s.state[..])
+                .bind(&s.state_vector[..])
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+                sqlx::query("DELETE FROM updates WHERE doc_id = ?1 AND seq <= ?2")
+                    .bind(&id)
+                    .bind(seq_i64(s.seq))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                sqlx::query(
+                    "UPDATE documents SET size_bytes =
+                       (SELECT length(state) FROM snapshots WHERE doc_id = ?1)
+                       + COALESCE((SELECT SUM(length(data)) FROM updates WHERE doc_id = ?1), 0)
+                     WHERE id = ?1",
+                )
+                .bind(&id)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            }
+        }
+        tx.commit().await.map_err(err)
+    }
+
+    async fn delete(&self, name: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM documents WHERE name = ?1")
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn meta(&self, name: &str) -> Result<Option<DocMeta>, StoreError> {
+        let row = sqlx::query(&format!("{META} WHERE name = ?1"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.as_ref().map(meta_of).transpose()
+    }
+
+    async fn list(&self) -> Result<Vec<DocMeta>, StoreError> {
+        let rows = sqlx::query(&format!("{META} ORDER BY name"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        rows.iter().map(meta_of).collect()
+    }
+}

@@ -1,0 +1,324 @@
+//! Group commit: one task takes the updates of every document, and at most once per
+//! `--group-commit-ms` writes all that arrived since the last commit in one transaction.
+//! Document actors never wait for it; each learns through its [`Progress`] which sequence
+//! numbers are durable (to acknowledge saves and to know when it may leave memory).
+//!
+//! During a database outage the queue grows in memory and the commit is retried with
+//! backoff (0.1 s doubling to 5 s); every edit made meanwhile is written once the database
+//! answers again. A batch that fails for a reason other than the outage is split per
+//! document, so one document the database refuses does not hold up the others.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{info, warn};
+
+use super::{Append, DocWrite, Snapshot, Store, StoreError};
+
+/// The highest sequence number of one document known to be durable. The document's actor
+/// holds the receiving end.
+pub type Progress = Arc<watch::Sender<u64>>;
+
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+enum Op {
+    Append {
+        doc: Arc<str>,
+        append: Append,
+        progress: Progress,
+        queued: Instant,
+    },
+    Compact {
+        doc: Arc<str>,
+        snapshot: Snapshot,
+        progress: Progress,
+    },
+    Delete {
+        doc: Arc<str>,
+        done: oneshot::Sender<Result<bool, StoreError>>,
+    },
+    Flush {
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// Handle of the group-commit task (cheap to clone).
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::UnboundedSender<Op>,
+    health: Arc<Health>,
+}
+
+#[derive(Default)]
+struct Health {
+    /// The last commit attempt failed.
+    failing: AtomicBool,
+    /// Updates queued and not yet committed.
+    pending: AtomicUsize,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Writer {
+    /// Starts the task writing to `store`, committing at most once per `interval`.
+    pub fn spawn(store: Arc<dyn Store>, interval: Duration) -> Writer {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let health = Arc::new(Health::default());
+        tokio::spawn(run(store, interval, rx, health.clone()));
+        Writer { tx, health }
+    }
+
+    /// Queues one log entry of `doc`.
+    pub fn append(&self, doc: &Arc<str>, append: Append, progress: &Progress) {
+        self.health.pending.fetch_add(1, Ordering::Relaxed);
+        metrics::gauge!("tandem_persist_pending_updates").increment(1.0);
+        let _ = self.tx.send(Op::Append {
+            doc: doc.clone(),
+            append,
+            progress: progress.clone(),
+            queued: Instant::now(),
+        });
+    }
+
+    /// Queues a compaction of `doc`: the snapshot replaces the log up to its sequence number
+    /// (in the same transaction as the entries queued before it).
+    pub fn compact(&self, doc: &Arc<str>, snapshot: Snapshot, progress: &Progress) {
+        let _ = self.tx.send(Op::Compact {
+            doc: doc.clone(),
+            snapshot,
+            progress: progress.clone(),
+        });
+    }
+
+    /// Deletes `doc` once everything queued before has been written; returns whether it
+    /// existed in the store.
+    pub async fn delete(&self, doc: &Arc<str>) -> Result<bool, StoreError> {
+        let (done, wait) = oneshot::channel();
+        let _ = self.tx.send(Op::Delete {
+            doc: doc.clone(),
+            done,
+        });
+        wait.await.unwrap_or(Ok(false))
+    }
+
+    /// Resolves once everything queued before the call is durable.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Op::Flush { done }).is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// Whether the last commit succeeded (false during an outage).
+    pub fn is_healthy(&self) -> bool {
+        !self.health.failing.load(Ordering::Acquire)
+    }
+
+    /// Updates waiting to be committed.
+    pub fn pending(&self) -> usize {
+        self.health.pending.load(Ordering::Relaxed)
+    }
+
+    /// Why the last commit failed, while it keeps failing.
+    pub fn last_error(&self) -> Option<String> {
+        self.health.last_error.lock().ok()?.clone()
+    }
+}
+
+/// One document's share of a batch.
+struct Entry {
+    write: DocWrite,
+    progress: Progress,
+    max_seq: u64,
+    appends: usize,
+}
+
+#[derive(Default)]
+struct Batch {
+    entries: Vec<Entry>,
+    index: HashMap<Arc<str>, usize>,
+    oldest: Option<Instant>,
+    deletes: Vec<(Arc<str>, oneshot::Sender<Result<bool, StoreError>>)>,
+    flushes: Vec<oneshot::Sender<()>>,
+}
+
+impl Batch {
+    fn entry(&mut self, doc: Arc<str>, progress: Progress) -> &mut Entry {
+        let i = *self.index.entry(doc.clone()).or_insert_with(|| {
+            self.entries.push(Entry {
+                write: DocWrite {
+                    name: doc,
+                    appends: Vec::new(),
+                    snapshot: None,
+                },
+                progress,
+                max_seq: 0,
+                appends: 0,
+            });
+            self.entries.len() - 1
+        });
+        &mut self.entries[i]
+    }
+
+    fn add(&mut self, op: Op) {
+        match op {
+            Op::Append {
+                doc,
+                append,
+                progress,
+                queued,
+            } => {
+                self.oldest = Some(self.oldest.map_or(queued, |o| o.min(queued)));
+                let e = self.entry(doc, progress);
+                e.max_seq = e.max_seq.max(append.seq);
+                e.appends += 1;
+                e.write.appends.push(append);
+            }
+            Op::Compact {
+                doc,
+                snapshot,
+                progress,
+            } => {
+                let e = self.entry(doc, progress);
+                e.max_seq = e.max_seq.max(snapshot.seq);
+                if e.write
+                    .snapshot
+                    .as_ref()
+                    .is_none_or(|s| s.seq < snapshot.seq)
+                {
+                    e.write.snapshot = Some(snapshot);
+                }
+            }
+            Op::Delete { doc, done } => self.deletes.push((doc, done)),
+            Op::Flush { done } => self.flushes.push(done),
+        }
+    }
+}
+
+async fn run(
+    store: Arc<dyn Store>,
+    interval: Duration,
+    mut rx: mpsc::UnboundedReceiver<Op>,
+    health: Arc<Health>,
+) {
+    let mut last_commit = tokio::time::Instant::now() - interval;
+    while let Some(first) = rx.recv().await {
+        // Whatever arrives until `interval` after the previous commit joins this one.
+        tokio::time::sleep_until(last_commit + interval).await;
+        let mut batch = Batch::default();
+        batch.add(first);
+        while let Ok(op) = rx.try_recv() {
+            batch.add(op);
+        }
+        commit(&*store, &mut batch.entries, &health).await;
+        last_commit = tokio::time::Instant::now();
+        if let Some(oldest) = batch.oldest {
+            metrics::histogram!("tandem_persist_lag_seconds")
+                .record(oldest.elapsed().as_secs_f64());
+        }
+        for (doc, done) in batch.deletes {
+            let result = retry(&health, || store.delete(&doc)).await;
+            let _ = done.send(result);
+        }
+        for done in batch.flushes {
+            let _ = done.send(());
+        }
+    }
+    info!("persistence writer stopped");
+}
+
+/// Commits `entries`, retrying until every one is durable; reports each to its document.
+async fn commit(store: &dyn Store, entries: &mut Vec<Entry>, health: &Health) {
+    let mut backoff = BACKOFF_START;
+    while !entries.is_empty() {
+        let writes: Vec<DocWrite> = entries.iter().map(|e| e.write.clone()).collect();
+        let started = Instant::now();
+        match store.commit(&writes).await {
+            Ok(()) => {
+                metrics::histogram!("tandem_persist_commit_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                metrics::counter!("tandem_persist_commits_total").increment(1);
+                recovered(health);
+                for e in entries.drain(..) {
+                    done(health, &e);
+                }
+                return;
+            }
+            Err(e) if !e.is_transient() && entries.len() > 1 => {
+                warn!(error = %e, documents = entries.len(), "group commit refused; committing documents one by one");
+                let mut refused = Vec::new();
+                for entry in entries.drain(..) {
+                    match store.commit(std::slice::from_ref(&entry.write)).await {
+                        Ok(()) => done(health, &entry),
+                        Err(e) => {
+                            warn!(doc = %entry.write.name, error = %e, "commit of document refused; will retry");
+                            refused.push(entry);
+                        }
+                    }
+                }
+                *entries = refused;
+            }
+            Err(e) => {
+                failed(health, &e);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// Runs `op` until it succeeds or fails for a reason retrying cannot fix.
+async fn retry<T, F, Fut>(health: &Health, mut op: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut backoff = BACKOFF_START;
+    loop {
+        match op().await {
+            Ok(v) => {
+                recovered(health);
+                return Ok(v);
+            }
+            Err(e) if e.is_transient() => {
+                failed(health, &e);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn done(health: &Health, entry: &Entry) {
+    health.pending.fetch_sub(entry.appends, Ordering::Relaxed);
+    metrics::gauge!("tandem_persist_pending_updates").decrement(entry.appends as f64);
+    let max = entry.max_seq;
+    entry.progress.send_if_modified(|seq| {
+        let newer = max > *seq;
+        *seq = (*seq).max(max);
+        newer
+    });
+}
+
+fn failed(health: &Health, e: &StoreError) {
+    metrics::counter!("tandem_persist_errors_total").increment(1);
+    if !health.failing.swap(true, Ordering::AcqRel) {
+        warn!(error = %e, "cannot write to the database; keeping updates in memory and retrying");
+    }
+    if let Ok(mut last) = health.last_error.lock() {
+        *last = Some(e.to_string());
+    }
+}
+
+fn recovered(health: &Health) {
+    if health.failing.swap(false, Ordering::AcqRel) {
+        info!("database writable again");
+        if let Ok(mut last) = health.last_error.lock() {
+            *last = None;
+        }
+    }
+}

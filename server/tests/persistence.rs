@@ -1,0 +1,309 @@
+//! Durability through the real server binary, against both real databases: edits survive
+//! SIGKILL, "saved" acknowledgements come only once durable, compaction keeps content,
+//! the document API, deletion, corrupt rows, and many documents written at once.
+
+mod support;
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use support::{close_of, each_backend, raw, Client, Server};
+use tandem_engine::Document;
+use tokio_tungstenite::tungstenite::Message as Ws;
+
+/// Inserts `n` tokens `<tag.i>` at alternating ends.
+fn type_tokens(c: &Client, tag: &str, n: usize) {
+    for i in 0..n {
+        let at = if i % 2 == 0 { 0 } else { u32::MAX };
+        c.insert(at, &format!("<{tag}.{i}>"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_survive_sigkill_after_the_flush_interval() {
+    for (backend, url, _keep) in each_backend().await {
+        let mut server = Server::start_with_db(&url, &["--group-commit-ms", "50"]);
+        let a = Client::connect(&server.url("kill")).await;
+        let b = Client::connect(&server.url("kill")).await;
+        type_tokens(&a, "a", 40);
+        type_tokens(&b, "b", 40);
+        a.wait_text(|t| t.matches('<').count() == 80, "a sees all")
+            .await;
+        b.wait_text(|t| t.matches('<').count() == 80, "b sees all")
+            .await;
+        let expected = a.text();
+        assert_eq!(b.text(), expected);
+        tokio::time::sleep(Duration::from_millis(300)).await; // > the flush interval
+        server.kill();
+        server.restart();
+        let c = Client::connect(&server.url("kill")).await;
+        assert_eq!(c.text(), expected, "{backend}: every edit after restart");
+        assert_eq!(c.state_vector(), a.state_vector(), "{backend}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_acknowledgement_means_the_edit_is_durable() {
+    for (backend, url, _keep) in each_backend().await {
+        // A long group-commit interval makes "acknowledged too early" observable.
+        let mut server = Server::start_with_db(&url, &["--group-commit-ms", "400"]);
+        let a = Client::connect(&server.acks_url("acked")).await;
+        // The sync step 2 answering the server's step 1 counts as update 1 (it brought
+        // nothing, so it is saved at once); the first insert commits at once too.
+        a.insert(0, "first");
+        a.wait_saved().await;
+        assert_eq!(a.saved(), Some(2), "{backend}");
+        // The next commit cannot come before 400 ms after that one.
+        a.insert(5, " second");
+        a.insert(12, "!");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            a.saved(),
+            Some(2),
+            "{backend}: acknowledged before the commit"
+        );
+        a.wait_saved().await;
+        assert_eq!(a.saved(), Some(4));
+        // Kill right after the acknowledgement: the edits must be there.
+        server.kill();
+        server.restart();
+        let b = Client::connect(&server.url("acked")).await;
+        assert_eq!(b.text(), "first second!", "{backend}");
+        // A stock client (no ?acks) never receives the extension message.
+        let mut stock = raw(&server.url("acked")).await;
+        let c = Client::connect(&server.acks_url("acked")).await;
+        c.insert(0, "x");
+        c.wait_saved().await;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(600);
+        while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, stock.next()).await {
+            if let Ws::Binary(b) = msg {
+                assert_ne!(b.first(), Some(&100), "{backend}: stock client got an ack");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_through_the_server_keeps_the_document_identical() {
+    for (backend, url, _keep) in each_backend().await {
+        let mut server = Server::start_with_db(
+            &url,
+            &["--compact-after-updates", "25", "--group-commit-ms", "20"],
+        );
+        let a = Client::connect(&server.acks_url("compact")).await;
+        for i in 0..110u32 {
+            a.insert(i * 3 % (i + 1), &format!("{}", i % 10));
+        }
+        a.wait_saved().await;
+        let expected = a.text();
+        server.kill();
+        let store = tandem_server::store::open(&url).await.unwrap();
+        let stored = store.load("compact").await.unwrap().unwrap();
+        let snapshot = stored.snapshot.as_ref().expect("a snapshot was written");
+        assert!(
+            snapshot.seq >= 100,
+            "{backend}: snapshot at {}",
+            snapshot.seq
+        );
+        assert!(
+            stored.log.len() < 25,
+            "{backend}: {} entries left",
+            stored.log.len()
+        );
+        drop(store);
+        server.restart();
+        let b = Client::connect(&server.url("compact")).await;
+        assert_eq!(b.text(), expected, "{backend}");
+        assert_eq!(b.state_vector(), a.state_vector(), "{backend}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_document_api_lists_reads_imports_and_deletes() {
+    for (backend, url, _keep) in each_backend().await {
+        let server = Server::start_with_db(&url, &[]);
+        let a = Client::connect(&server.acks_url("notes%2Fone")).await;
+        a.insert(0, "hello api");
+        a.wait_saved().await;
+
+        let (status, list) = server.json("GET", "/api/docs", b"");
+        assert_eq!(status, 200, "{backend}");
+        let docs = list["documents"].as_array().unwrap();
+        assert_eq!(docs.len(), 1);
+        assert_eq!(docs[0]["name"], "notes/one");
+        assert!(docs[0]["size_bytes"].as_u64().unwrap() > 0);
+
+        let (status, meta) = server.json("GET", "/api/docs/notes%2Fone", b"");
+        assert_eq!(status, 200);
+        assert_eq!(meta["text"], "hello api");
+        assert_eq!(meta["clients"], 1);
+        assert_eq!(meta["seq"], meta["saved_seq"]);
+
+        // Export the whole state; it rebuilds the document elsewhere.
+        let (status, state) = server.request("GET", "/api/docs/notes%2Fone/state", b"");
+        assert_eq!(status, 200);
+        let copy = Document::new("copy");
+        copy.apply_update_v1(&state).unwrap();
+        assert_eq!(copy.text_string("content"), "hello api");
+
+        // Import into another document: live clients see it, and it is durable.
+        let b = Client::connect(&server.url("imported")).await;
+        let (status, body) = server.json("POST", "/api/docs/imported/state", &state);
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["changed"], true);
+        b.wait_text(|t| t == "hello api", "import reaches live clients")
+            .await;
+        let (_, again) = server.json("POST", "/api/docs/imported/state", &state);
+        assert_eq!(
+            again["changed"], false,
+            "a duplicate import changes nothing"
+        );
+
+        // Malformed imports: 400 with a JSON error, nothing changes.
+        let (status, err) = server.json("POST", "/api/docs/imported/state", &[0xff, 0xfe, 1]);
+        assert_eq!(status, 400);
+        assert!(err["error"].as_str().unwrap().contains("update"), "{err}");
+        let (status, _) = server.json("POST", "/api/docs/imported/state", b"");
+        assert_eq!(status, 400);
+        assert_eq!(b.text(), "hello api");
+
+        let (status, err) = server.json("GET", "/api/docs/never-made", b"");
+        assert_eq!((status, err["error"].is_string()), (404, true));
+        let (status, _) = server.json("GET", "/api/docs/%00bad", b"");
+        assert_eq!(status, 400);
+
+        // Delete: its clients are closed for good (4410), then it is gone.
+        let (status, _) = server.request("DELETE", "/api/docs/notes%2Fone", b"");
+        assert_eq!(status, 204, "{backend}");
+        assert_eq!(a.wait_closed().await.0, 4410);
+        let (status, _) = server.json("GET", "/api/docs/notes%2Fone", b"");
+        assert_eq!(status, 404);
+        let (status, _) = server.json("DELETE", "/api/docs/notes%2Fone", b"");
+        assert_eq!(status, 404);
+        let (_, list) = server.json("GET", "/api/docs", b"");
+        let names: Vec<&str> = list["documents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["imported"], "{backend}");
+        // The name is free again: a new client starts an empty document.
+        let c = Client::connect(&server.url("notes%2Fone")).await;
+        assert_eq!(c.text(), "");
+    }
+}
+
+/// Overwrites the stored bytes of update `seq` of `doc` with garbage.
+async fn corrupt_update(url: &str, doc: &str, seq: i64) {
+    use sqlx::Connection;
+    let garbage: &[u8] = &[0xff, 0xff, 0xff, 0xff];
+    let sql = "UPDATE updates SET data = $1 WHERE seq = $2 AND doc_id = (SELECT id FROM documents WHERE name = $3)";
+    let changed = if url.starts_with("postgres") {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        let r = sqlx::query(sql).bind(garbage).bind(seq).bind(doc);
+        r.execute(&mut c).await.unwrap().rows_affected()
+    } else {
+        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+        let r = sqlx::query(sql).bind(garbage).bind(seq).bind(doc);
+        r.execute(&mut c).await.unwrap().rows_affected()
+    };
+    assert_eq!(changed, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_row_fails_that_document_alone_with_a_clear_error() {
+    for (backend, url, _keep) in each_backend().await {
+        let mut server = Server::start_with_db(&url, &[]);
+        let a = Client::connect(&server.acks_url("broken")).await;
+        let b = Client::connect(&server.acks_url("fine")).await;
+        type_tokens(&a, "a", 3);
+        type_tokens(&b, "b", 3);
+        a.wait_saved().await;
+        b.wait_saved().await;
+        let fine = b.text();
+        server.kill();
+        corrupt_update(&url, "broken", 2).await;
+        server.restart();
+
+        let mut ws = raw(&server.url("broken")).await;
+        let (code, reason) = close_of(&mut ws).await.expect("close frame");
+        assert_eq!(code, 1011, "{backend}");
+        assert!(
+            reason.contains("corrupt") && reason.contains("seq 2"),
+            "{backend}: {reason}"
+        );
+        let (status, err) = server.json("GET", "/api/docs/broken", b"");
+        assert_eq!(status, 503);
+        assert!(err["error"].as_str().unwrap().contains("corrupt"), "{err}");
+
+        let c = Client::connect(&server.url("fine")).await;
+        assert_eq!(c.text(), fine, "{backend}: other documents are untouched");
+        // A corrupt document can still be deleted, and then used afresh.
+        let (status, _) = server.request("DELETE", "/api/docs/broken", b"");
+        assert_eq!(status, 204);
+        let d = Client::connect(&server.url("broken")).await;
+        assert_eq!(d.text(), "");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_writers_in_many_documents_are_all_stored() {
+    for (backend, url, _keep) in each_backend().await {
+        let mut server = Server::start_with_db(&url, &["--group-commit-ms", "30"]);
+        let mut clients = Vec::new();
+        for i in 0..24 {
+            let c = Client::connect(&server.acks_url(&format!("many-{}", i % 8))).await;
+            clients.push((i % 8, c));
+        }
+        for (i, (_, c)) in clients.iter().enumerate() {
+            type_tokens(c, &i.to_string(), 15);
+        }
+        for (_, c) in &clients {
+            c.wait_saved().await;
+        }
+        let mut expected = Vec::new();
+        for d in 0..8 {
+            let members: Vec<&Client> = clients
+                .iter()
+                .filter(|(doc, _)| *doc == d)
+                .map(|(_, c)| c)
+                .collect();
+            for c in &members {
+                c.wait_text(|t| t.matches('<').count() == 45, "converged")
+                    .await;
+            }
+            expected.push(members[0].text());
+        }
+        server.kill();
+        server.restart();
+        for (d, text) in expected.iter().enumerate() {
+            let c = Client::connect(&server.url(&format!("many-{d}"))).await;
+            assert_eq!(&c.text(), text, "{backend} many-{d}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_document_leaves_memory_once_saved_and_comes_back_from_the_store() {
+    for (backend, url, _keep) in each_backend().await {
+        let server = Server::start_with_db(&url, &["--idle-unload-ms", "50"]);
+        let a = Client::connect(&server.url("idle")).await;
+        a.insert(0, "still here");
+        a.disconnect();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, ready) = server.json("GET", "/readyz", b"");
+            if ready["documents_loaded"] == 0 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{backend}: never unloaded"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let b = Client::connect(&server.url("idle")).await;
+        assert_eq!(b.text(), "still here", "{backend}");
+    }
+}

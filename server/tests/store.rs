@@ -1,0 +1,206 @@
+//! The `Store` implementations against the real databases (Postgres at 127.0.0.1:5432 and
+//! an SQLite file): round trips, compaction, idempotent retries, deletion, and many
+//! documents committed concurrently.
+
+mod support;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use support::each_backend;
+use tandem_engine::Document;
+use tandem_server::hub::doc_load;
+use tandem_server::store::{self, Append, DocWrite, Snapshot, Store};
+
+/// `n` single-character edits of one document as v1 updates, and the final text.
+fn edits(n: usize) -> (Vec<Bytes>, String) {
+    let doc = Document::new("src");
+    let text = doc.text("content");
+    let updates = (0..n)
+        .map(|i| {
+            let (_, u) = doc.edit_with_update(|e| {
+                let at = (i as u32 * 7) % (e.text_len(&text) + 1);
+                e.insert(&text, at, &((b'a' + (i % 26) as u8) as char).to_string())
+                    .unwrap()
+            });
+            Bytes::from(u.unwrap())
+        })
+        .collect();
+    (updates, doc.text_string("content"))
+}
+
+fn appends(updates: &[Bytes], first_seq: u64) -> Vec<Append> {
+    updates
+        .iter()
+        .enumerate()
+        .map(|(i, u)| Append {
+            seq: first_seq + i as u64,
+            update: u.clone(),
+            origin: Arc::from("test"),
+        })
+        .collect()
+}
+
+fn write(name: &str, appends: Vec<Append>, snapshot: Option<Snapshot>) -> DocWrite {
+    DocWrite {
+        name: Arc::from(name),
+        appends,
+        snapshot,
+    }
+}
+
+async fn loaded_text(store: &dyn Store, name: &str) -> (String, u64, usize) {
+    let stored = store.load(name).await.unwrap().expect("stored");
+    let loaded = doc_load::build(&Arc::from(name), stored).unwrap();
+    (
+        loaded.doc.text_string("content"),
+        loaded.last_seq,
+        loaded.log_updates,
+    )
+}
+
+#[tokio::test]
+async fn documents_round_trip_and_list_with_sizes() {
+    for (backend, url, _keep) in each_backend().await {
+        let store = store::open(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        store.migrate().await.unwrap(); // idempotent
+        assert!(store.load("nope").await.unwrap().is_none(), "{backend}");
+        let (a, a_text) = edits(50);
+        let (b, b_text) = edits(7);
+        // Two documents in one group commit, then more of the first.
+        store
+            .commit(&[
+                write("a", appends(&a[..30], 1), None),
+                write("b/with slash", appends(&b, 1), None),
+            ])
+            .await
+            .unwrap();
+        store
+            .commit(&[write("a", appends(&a[30..], 31), None)])
+            .await
+            .unwrap();
+        assert_eq!(
+            loaded_text(&*store, "a").await,
+            (a_text.clone(), 50, 50),
+            "{backend}"
+        );
+        assert_eq!(
+            loaded_text(&*store, "b/with slash").await.0,
+            b_text,
+            "{backend}"
+        );
+        let list = store.list().await.unwrap();
+        let names: Vec<&str> = list.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["a", "b/with slash"], "{backend}");
+        let a_bytes: usize = a.iter().map(|u| u.len()).sum();
+        assert_eq!(list[0].size_bytes as usize, a_bytes, "{backend}");
+        assert!(list[0].updated_at >= list[0].created_at);
+        let meta = store.meta("a").await.unwrap().unwrap();
+        assert_eq!(meta.id, list[0].id);
+    }
+}
+
+#[tokio::test]
+async fn compaction_keeps_the_content_and_folds_the_log() {
+    for (backend, url, _keep) in each_backend().await {
+        let store = store::open(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let (updates, text) = edits(120);
+        store
+            .commit(&[write("c", appends(&updates[..100], 1), None)])
+            .await
+            .unwrap();
+        let (before, _, _) = loaded_text(&*store, "c").await;
+        // Snapshot of the first 100 in the same transaction as entries 101..=120.
+        let snap_doc = Document::new("c");
+        for u in &updates[..100] {
+            snap_doc.apply_update_v1(u).unwrap();
+        }
+        let snapshot = Snapshot {
+            seq: 100,
+            state: snap_doc.snapshot_v1().into(),
+            state_vector: snap_doc.state_vector_v1().into(),
+        };
+        store
+            .commit(&[write("c", appends(&updates[100..], 101), Some(snapshot))])
+            .await
+            .unwrap();
+        let stored = store.load("c").await.unwrap().unwrap();
+        assert_eq!(stored.snapshot.as_ref().unwrap().seq, 100, "{backend}");
+        assert_eq!(stored.log.len(), 20, "{backend}: folded entries are gone");
+        assert_eq!(stored.log[0].seq, 101);
+        assert_eq!(loaded_text(&*store, "c").await, (text.clone(), 120, 20));
+        assert_ne!(before, text);
+        // Readers that are behind the snapshot must fall back to the whole state.
+        assert!(
+            store.log_after("c", 50).await.unwrap().is_none(),
+            "{backend}"
+        );
+        let tail = store.log_after("c", 110).await.unwrap().unwrap();
+        assert_eq!(
+            tail.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            (111..=120).collect::<Vec<_>>()
+        );
+        assert!(
+            store.log_after("c", 500).await.unwrap().is_none(),
+            "ahead of the log"
+        );
+        let meta = store.meta("c").await.unwrap().unwrap();
+        let expected = stored.snapshot.unwrap().state.len()
+            + stored.log.iter().map(|e| e.update.len()).sum::<usize>();
+        assert_eq!(
+            meta.size_bytes as usize, expected,
+            "{backend}: size after compaction"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_retried_commit_is_harmless_and_delete_forgets_everything() {
+    for (backend, url, _keep) in each_backend().await {
+        let store = store::open(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let (updates, text) = edits(10);
+        let batch = [write("r", appends(&updates, 1), None)];
+        store.commit(&batch).await.unwrap();
+        // The outcome of a COMMIT can be unknown (connection lost): the writer retries.
+        store.commit(&batch).await.unwrap();
+        assert_eq!(loaded_text(&*store, "r").await, (text, 10, 10), "{backend}");
+        assert!(store.delete("r").await.unwrap());
+        assert!(!store.delete("r").await.unwrap());
+        assert!(store.load("r").await.unwrap().is_none(), "{backend}");
+        assert!(store.meta("r").await.unwrap().is_none());
+        assert!(store.list().await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn concurrent_commits_to_many_documents() {
+    for (backend, url, _keep) in each_backend().await {
+        let store = store::open(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let (updates, text) = edits(40);
+        let mut tasks = Vec::new();
+        for d in 0..16 {
+            let store = store.clone();
+            let updates = updates.clone();
+            tasks.push(tokio::spawn(async move {
+                for (i, chunk) in updates.chunks(5).enumerate() {
+                    let w = write(&format!("doc-{d}"), appends(chunk, 1 + 5 * i as u64), None);
+                    store.commit(&[w]).await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        for d in 0..16 {
+            assert_eq!(
+                loaded_text(&*store, &format!("doc-{d}")).await,
+                (text.clone(), 40, 40),
+                "{backend} doc-{d}"
+            );
+        }
+    }
+}
