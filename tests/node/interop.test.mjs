@@ -5,6 +5,9 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import net from 'node:net'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import * as Y14 from '@y/y'
@@ -35,7 +38,9 @@ async function freePort () {
 
 async function startServer (t) {
   const port = await freePort()
-  const proc = spawn(SERVER, ['--listen', `127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, RUST_LOG: 'warn' } })
+  const dir = mkdtempSync(join(tmpdir(), 'tandem-interop-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  const proc = spawn(SERVER, ['--listen', `127.0.0.1:${port}`, '--database-url', `sqlite://${dir}/tandem.db`], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, RUST_LOG: 'warn' } })
   t.after(() => proc.kill('SIGKILL'))
   for (let i = 0; i < 500; i++) {
     const ok = await new Promise((resolve) => {

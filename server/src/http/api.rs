@@ -21,7 +21,7 @@ use warp::http::{header, Response, StatusCode};
 use warp::hyper::body::Bytes as Body;
 use warp::Filter;
 
-use crate::http::doc_name::doc_name;
+use crate::http::doc_name;
 use crate::http::ws::PeerAddr;
 use crate::hub::command::{ApiError, Command};
 use crate::state::AppState;
@@ -36,16 +36,22 @@ pub fn routes(
     let max_body = state.config.max_frame_bytes as u64;
     let with_state = warp::any().map(move || state.clone());
     let docs = warp::path!("api" / "docs");
-    let doc = warp::path!("api" / "docs" / String);
-    let doc_state = warp::path!("api" / "docs" / String / "state");
+    let doc = warp::path("api")
+        .and(warp::path("docs"))
+        .and(doc_name::segment());
+    let doc_state = doc.clone().and(warp::path("state"));
+    let doc = doc.and(warp::path::end());
+    let doc_state = doc_state.and(warp::path::end());
 
     let list = docs.and(warp::get()).and(with_state.clone()).then(list);
     let meta = doc
+        .clone()
         .and(warp::get())
         .and(warp::query::<HashMap<String, String>>())
         .and(with_state.clone())
         .then(meta);
     let export = doc_state
+        .clone()
         .and(warp::get())
         .and(with_state.clone())
         .then(export);
@@ -90,11 +96,6 @@ pub fn api_error(e: ApiError) -> Response<Body> {
     error(status, e)
 }
 
-/// Decodes the `{doc}` segment, or the 400 response explaining why it is not a name.
-pub fn name_of(segment: &str) -> Result<String, Response<Body>> {
-    doc_name(segment).map_err(|e| error(StatusCode::BAD_REQUEST, e))
-}
-
 async fn list(state: AppState) -> Response<Body> {
     match state.registry.store().list().await {
         Ok(docs) => json(StatusCode::OK, &json!({ "documents": docs })),
@@ -102,11 +103,7 @@ async fn list(state: AppState) -> Response<Body> {
     }
 }
 
-async fn meta(segment: String, query: HashMap<String, String>, state: AppState) -> Response<Body> {
-    let name = match name_of(&segment) {
-        Ok(n) => n,
-        Err(resp) => return resp,
-    };
+async fn meta(name: String, query: HashMap<String, String>, state: AppState) -> Response<Body> {
     let root = query
         .get("root")
         .cloned()
@@ -143,11 +140,7 @@ async fn meta(segment: String, query: HashMap<String, String>, state: AppState) 
     )
 }
 
-async fn export(segment: String, state: AppState) -> Response<Body> {
-    let name = match name_of(&segment) {
-        Ok(n) => n,
-        Err(resp) => return resp,
-    };
+async fn export(name: String, state: AppState) -> Response<Body> {
     match state
         .registry
         .request(&name, |reply| Command::State { reply })
@@ -156,22 +149,18 @@ async fn export(segment: String, state: AppState) -> Response<Body> {
         Ok(update) => Response::builder()
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, "application/octet-stream")
-            .body(Body::from(update))
+            .body(update)
             .expect("static response"),
         Err(e) => api_error(e),
     }
 }
 
 async fn import(
-    segment: String,
+    name: String,
     body: Bytes,
     peer: Option<PeerAddr>,
     state: AppState,
 ) -> Response<Body> {
-    let name = match name_of(&segment) {
-        Ok(n) => n,
-        Err(resp) => return resp,
-    };
     if body.is_empty() {
         return error(
             StatusCode::BAD_REQUEST,
@@ -196,11 +185,7 @@ async fn import(
     }
 }
 
-async fn delete(segment: String, state: AppState) -> Response<Body> {
-    let name = match name_of(&segment) {
-        Ok(n) => n,
-        Err(resp) => return resp,
-    };
+async fn delete(name: String, state: AppState) -> Response<Body> {
     match state
         .registry
         .request(&name, |reply| Command::Delete { reply })

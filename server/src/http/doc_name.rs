@@ -21,3 +21,18 @@ pub fn doc_name(tail: &str) -> Result<String, &'static str> {
     }
     Ok(decoded.into_owned())
 }
+
+/// A request named a document that cannot exist; answered with 400 and the reason.
+#[derive(Debug)]
+pub struct BadName(pub &'static str);
+
+impl warp::reject::Reject for BadName {}
+
+/// Extracts the next path segment as a decoded, valid document name (a `/` inside a name
+/// is `%2F`), or rejects the request with [`BadName`].
+pub fn segment() -> impl warp::Filter<Extract = (String,), Error = warp::Rejection> + Clone {
+    use warp::Filter;
+    warp::path::param::<String>().and_then(|raw: String| async move {
+        doc_name(&raw).map_err(|e| warp::reject::custom(BadName(e)))
+    })
+}

@@ -26,7 +26,9 @@ pub fn routes(
 /// A JSON error for a request no route accepted, with the status that says why.
 fn rejection(rej: &warp::Rejection) -> warp::http::Response<warp::hyper::body::Bytes> {
     use warp::http::StatusCode;
-    let (status, message) = if rej.is_not_found() {
+    let (status, message) = if let Some(doc_name::BadName(why)) = rej.find() {
+        (StatusCode::BAD_REQUEST, why.to_string())
+    } else if rej.is_not_found() {
         (StatusCode::NOT_FOUND, "not found".to_owned())
     } else if rej.find::<warp::reject::PayloadTooLarge>().is_some() {
         (

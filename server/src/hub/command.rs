@@ -11,6 +11,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::hub::{Close, ConnId};
 
+/// Where an actor answers an API request.
+pub type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
+
 /// A message to a document actor.
 pub enum Command {
     /// A connection joined; greet it once the document is loaded.
@@ -41,12 +44,12 @@ pub enum Command {
         /// Text root whose plain content to return.
         root: String,
         /// Where to answer.
-        reply: oneshot::Sender<Result<DocInfo, ApiError>>,
+        reply: Reply<DocInfo>,
     },
     /// The whole document as one v1 update (`GET /api/docs/{doc}/state`).
     State {
         /// Where to answer.
-        reply: oneshot::Sender<Result<Bytes, ApiError>>,
+        reply: Reply<Bytes>,
     },
     /// Apply a v1 update from outside a WebSocket (`POST /api/docs/{doc}/state`). Answered
     /// once the update is durable.
@@ -56,12 +59,12 @@ pub enum Command {
         /// Who sent it, for the log.
         origin: Arc<str>,
         /// Where to answer.
-        reply: oneshot::Sender<Result<Imported, ApiError>>,
+        reply: Reply<Imported>,
     },
     /// Close every client with 4410 and remove the document from the store.
     Delete {
         /// Where to answer: whether there was anything to delete.
-        reply: oneshot::Sender<Result<bool, ApiError>>,
+        reply: Reply<bool>,
     },
     /// Close every client with 1001, flush, and report back.
     Shutdown {

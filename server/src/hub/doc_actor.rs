@@ -17,11 +17,11 @@ use tandem_engine::{
     Awareness, CodecError, DocError, Document, Message, Role, SessionError, SyncMessage,
     SyncSession,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
-use crate::hub::command::{ApiError, Command, DocInfo, Imported, Outbox};
+use crate::hub::command::{ApiError, Command, DocInfo, Imported, Outbox, Reply};
 use crate::hub::doc_load::{self, Loaded};
 use crate::hub::durability::Durability;
 use crate::hub::registry::Registry;
@@ -83,7 +83,7 @@ struct DocActor {
     doc_bytes: usize,
     durability: Durability,
     /// Imports answered once durable: (sequence number, reply, changed).
-    imports: Vec<(u64, oneshot::Sender<Result<Imported, ApiError>>, bool)>,
+    imports: Vec<(u64, Reply<Imported>, bool)>,
     /// Connections to close after the current command (closing may broadcast).
     doomed: Vec<(ConnId, Close)>,
     /// An update crashed the CRDT: the in-memory document can no longer be trusted.
@@ -404,12 +404,7 @@ impl DocActor {
         self.durability.record(&self.doc, update, origin);
     }
 
-    fn import(
-        &mut self,
-        update: &[u8],
-        origin: &Arc<str>,
-        reply: oneshot::Sender<Result<Imported, ApiError>>,
-    ) {
+    fn import(&mut self, update: &[u8], origin: &Arc<str>, reply: Reply<Imported>) {
         if self.doc_bytes + update.len() > self.config.max_doc_bytes {
             let _ = reply.send(Err(ApiError::Rejected(format!(
                 "document would exceed {} bytes",
@@ -599,12 +594,7 @@ impl DocActor {
     /// Deletes the document: every client is closed for good (4410), the store forgets it
     /// once the writes queued before are done, and the actor leaves the registry so the
     /// next client starts a new, empty document.
-    async fn delete(
-        mut self,
-        reply: oneshot::Sender<Result<bool, ApiError>>,
-        mut rx: mpsc::Receiver<Command>,
-        env: &Env,
-    ) {
+    async fn delete(mut self, reply: Reply<bool>, mut rx: mpsc::Receiver<Command>, env: &Env) {
         self.close_all(&Close::deleted());
         let had_content = self.durability.last_seq() > 0;
         let result = self.durability.writer().delete(&self.name).await;

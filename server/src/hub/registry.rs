@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
-use crate::hub::command::{ApiError, Command};
+use crate::hub::command::{ApiError, Command, Reply};
 use crate::hub::doc_actor::{self, Env};
 use crate::store::{Store, Writer};
 
@@ -97,7 +97,7 @@ impl Registry {
     pub async fn request<T>(
         &self,
         name: &str,
-        make: impl FnOnce(oneshot::Sender<Result<T, ApiError>>) -> Command,
+        make: impl FnOnce(Reply<T>) -> Command,
     ) -> Result<T, ApiError> {
         let lease = self.acquire(name);
         let (reply, answer) = oneshot::channel();

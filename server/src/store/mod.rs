@@ -228,9 +228,12 @@ fn seq_u64(table: &'static str, seq: i64) -> Result<u64, StoreError> {
     })
 }
 
-/// Builds a [`StoredDoc`] from `(kind, seq, data, state_vector)` rows ordered by kind
-/// (0 = snapshot, 1 = log entry) then seq: the shape both backends' load query returns.
-fn assemble(rows: Vec<(i32, i64, Vec<u8>, Option<Vec<u8>>)>) -> Result<StoredDoc, StoreError> {
+/// One row of the load queries: (kind: 0 snapshot / 1 log entry, seq, data, state vector).
+type LoadRow = (i32, i64, Vec<u8>, Option<Vec<u8>>);
+
+/// Builds a [`StoredDoc`] from rows ordered by kind then seq: the shape both backends'
+/// load queries return.
+fn assemble(rows: Vec<LoadRow>) -> Result<StoredDoc, StoreError> {
     let mut doc = StoredDoc::default();
     for (kind, seq, data, state_vector) in rows {
         let seq = seq_u64(if kind == 0 { "snapshots" } else { "updates" }, seq)?;

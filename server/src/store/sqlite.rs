@@ -13,8 +13,8 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
 use super::{
-    appended_bytes, assemble, classify, seq_i64, seq_u64, DocMeta, DocWrite, LogEntry, Store,
-    StoreError, StoredDoc, INSERT_CHUNK,
+    appended_bytes, assemble, classify, seq_i64, seq_u64, DocMeta, DocWrite, LoadRow, LogEntry,
+    Store, StoreError, StoredDoc, INSERT_CHUNK,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -128,7 +128,7 @@ impl Store for SqliteStore {
     }
 
     async fn load(&self, name: &str) -> Result<Option<StoredDoc>, StoreError> {
-        let rows: Vec<(i32, i64, Vec<u8>, Option<Vec<u8>>)> = sqlx::query_as(LOAD)
+        let rows: Vec<LoadRow> = sqlx::query_as(LOAD)
             .bind(name)
             .fetch_all(&self.pool)
             .await
@@ -140,7 +140,7 @@ impl Store for SqliteStore {
     }
 
     async fn log_after(&self, name: &str, after: u64) -> Result<Option<Vec<LogEntry>>, StoreError> {
-        let rows: Vec<(i32, i64, Vec<u8>, Option<Vec<u8>>)> = sqlx::query_as(LOG_AFTER)
+        let rows: Vec<LoadRow> = sqlx::query_as(LOG_AFTER)
             .bind(name)
             .bind(seq_i64(after))
             .fetch_all(&self.pool)

@@ -25,6 +25,9 @@ pub type Progress = Arc<watch::Sender<u64>>;
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
+/// Where the result of a delete goes.
+type DeleteDone = oneshot::Sender<Result<bool, StoreError>>;
+
 enum Op {
     Append {
         doc: Arc<str>,
@@ -39,7 +42,7 @@ enum Op {
     },
     Delete {
         doc: Arc<str>,
-        done: oneshot::Sender<Result<bool, StoreError>>,
+        done: DeleteDone,
     },
     Flush {
         done: oneshot::Sender<()>,
@@ -141,7 +144,7 @@ struct Batch {
     entries: Vec<Entry>,
     index: HashMap<Arc<str>, usize>,
     oldest: Option<Instant>,
-    deletes: Vec<(Arc<str>, oneshot::Sender<Result<bool, StoreError>>)>,
+    deletes: Vec<(Arc<str>, DeleteDone)>,
     flushes: Vec<oneshot::Sender<()>>,
 }
 
