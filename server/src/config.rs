@@ -39,6 +39,25 @@ pub struct Config {
     #[arg(long, env = "TANDEM_COMPACT_AFTER_BYTES", default_value_t = 1 << 20)]
     pub compact_after_bytes: usize,
 
+    /// Latest updates each loaded document keeps in memory, so SSE clients resuming with
+    /// `Last-Event-ID` and long-pollers get just what they missed (older positions get the
+    /// whole state).
+    #[arg(long, env = "TANDEM_RESUME_WINDOW_UPDATES", default_value_t = 1000)]
+    pub resume_window_updates: usize,
+
+    /// Bytes of those updates at most.
+    #[arg(long, env = "TANDEM_RESUME_WINDOW_BYTES", default_value_t = 1 << 20)]
+    pub resume_window_bytes: usize,
+
+    /// Milliseconds between heartbeat comments on an idle SSE stream (proxies drop silent
+    /// connections).
+    #[arg(long, env = "TANDEM_SSE_HEARTBEAT_MS", default_value_t = 15_000)]
+    pub sse_heartbeat_ms: u64,
+
+    /// Longest a long-poll may wait (seconds); `timeout=` asks for less (default 25).
+    #[arg(long, env = "TANDEM_MAX_POLL_SECONDS", default_value_t = 60)]
+    pub max_poll_seconds: u64,
+
     /// Milliseconds shutdown waits for the last updates to reach the database before
     /// giving up on them (only matters while the database is down).
     #[arg(long, env = "TANDEM_SHUTDOWN_FLUSH_MS", default_value_t = 30_000)]

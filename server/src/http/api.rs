@@ -17,17 +17,31 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::json;
+use warp::filters::BoxedFilter;
 use warp::http::{header, Response, StatusCode};
 use warp::hyper::body::Bytes as Body;
 use warp::Filter;
 
 use crate::http::doc_name;
 use crate::http::ws::PeerAddr;
-use crate::hub::command::{ApiError, Command};
+use crate::hub::command::{ApiError, Command, PostBody};
 use crate::state::AppState;
 
 /// Text root shown by `GET /api/docs/{doc}` unless `?root=` names another.
 pub const DEFAULT_ROOT: &str = "content";
+
+/// `/api/docs/{doc}` followed by the segment `tail` (`""`: the document itself); extracts
+/// the decoded name.
+pub fn doc_path(tail: &'static str) -> BoxedFilter<(String,)> {
+    let doc = warp::path("api")
+        .and(warp::path("docs"))
+        .and(doc_name::segment());
+    if tail.is_empty() {
+        doc.and(warp::path::end()).boxed()
+    } else {
+        doc.and(warp::path(tail)).and(warp::path::end()).boxed()
+    }
+}
 
 /// The `/api/docs` routes.
 pub fn routes(
@@ -36,12 +50,8 @@ pub fn routes(
     let max_body = state.config.max_frame_bytes as u64;
     let with_state = warp::any().map(move || state.clone());
     let docs = warp::path!("api" / "docs");
-    let doc = warp::path("api")
-        .and(warp::path("docs"))
-        .and(doc_name::segment());
-    let doc_state = doc.clone().and(warp::path("state"));
-    let doc = doc.and(warp::path::end());
-    let doc_state = doc_state.and(warp::path::end());
+    let doc = doc_path("");
+    let doc_state = doc_path("state");
 
     let list = docs.and(warp::get()).and(with_state.clone()).then(list);
     let meta = doc
@@ -173,14 +183,16 @@ async fn import(
     };
     match state
         .registry
-        .request(&name, |reply| Command::Import {
-            update: body,
+        .request(&name, |reply| Command::Post {
+            body: PostBody::Update(body),
+            session: None,
             origin,
+            wait_saved: true,
             reply,
         })
         .await
     {
-        Ok(imported) => json(StatusCode::OK, &json!(imported)),
+        Ok(posted) => json(StatusCode::OK, &json!(posted)),
         Err(e) => api_error(e),
     }
 }

@@ -4,6 +4,9 @@ pub mod api;
 pub mod doc_name;
 pub mod health;
 pub mod metrics;
+pub mod poll;
+pub mod post;
+pub mod sse;
 pub mod ws;
 
 use warp::Filter;
@@ -16,6 +19,9 @@ pub fn routes(
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
     ws::route(state.clone())
         .or(api::routes(state.clone()))
+        .or(post::routes(state.clone()))
+        .or(sse::route(state.clone()))
+        .or(poll::route(state.clone()))
         .or(health::routes(state.clone()))
         .or(metrics::route(state))
         .recover(|rej: warp::Rejection| async move {

@@ -51,15 +51,42 @@ pub enum Command {
         /// Where to answer.
         reply: Reply<Bytes>,
     },
-    /// Apply a v1 update from outside a WebSocket (`POST /api/docs/{doc}/state`). Answered
-    /// once the update is durable.
-    Import {
-        /// The update.
-        update: Bytes,
+    /// An SSE client subscribed: send it what it missed since `since` (or the whole
+    /// state), the document's state vector and the presence, then every change.
+    Subscribe {
+        /// The subscription, also the session id its POSTs name.
+        conn: ConnId,
+        /// Its remote address, for logs.
+        peer: SocketAddr,
+        /// How to reach it.
+        outbox: Outbox,
+        /// The last sequence number it has (`Last-Event-ID`).
+        since: Option<u64>,
+    },
+    /// An update or presence sent over HTTP (`POST …/updates`, `…/awareness`, `…/state`),
+    /// applied exactly like the same message on a WebSocket.
+    Post {
+        /// What was posted.
+        body: PostBody,
+        /// The SSE subscription the poster holds, if any: presence it publishes is removed
+        /// when that subscription ends, and resync requests go to it.
+        session: Option<ConnId>,
         /// Who sent it, for the log.
         origin: Arc<str>,
+        /// Answer only once the change is durable.
+        wait_saved: bool,
         /// Where to answer.
-        reply: Reply<Imported>,
+        reply: Reply<Posted>,
+    },
+    /// A long-poll: answered at once if something changed after (`since`, `aw`), else as
+    /// soon as something does (the caller gives up after its timeout).
+    Poll {
+        /// The last sequence number the poller has.
+        since: u64,
+        /// The presence version the poller has.
+        aw: u64,
+        /// Where to answer.
+        reply: Reply<PollBatch>,
     },
     /// Close every client with 4410 and remove the document from the store.
     Delete {
@@ -73,10 +100,20 @@ pub enum Command {
     },
 }
 
+/// One y-protocols frame for a connection, with the document's sequence number when it
+/// was sent (SSE event ids; WebSockets ignore it).
+#[derive(Debug, Clone)]
+pub struct Out {
+    /// Sequence number of the last update applied when the frame was queued.
+    pub seq: u64,
+    /// The encoded frame, shared by every recipient.
+    pub frame: Bytes,
+}
+
 /// The document's side of one connection: a bounded frame queue and a close signal.
 pub struct Outbox {
     /// Frames to write, in order.
-    pub frames: mpsc::Sender<Bytes>,
+    pub frames: mpsc::Sender<Out>,
     /// Fired (once) to make the connection close with a code and reason.
     pub close: oneshot::Sender<Close>,
 }
@@ -98,13 +135,39 @@ pub struct DocInfo {
     pub clients: usize,
 }
 
-/// The answer to an import.
+/// What can be posted over HTTP.
+#[derive(Debug, Clone)]
+pub enum PostBody {
+    /// A v1 document update.
+    Update(Bytes),
+    /// An awareness update (y-protocols' `encodeAwarenessUpdate` payload).
+    Awareness(Bytes),
+}
+
+/// The answer to a post.
 #[derive(Debug, Clone, Serialize)]
-pub struct Imported {
-    /// Whether the update brought anything new.
+pub struct Posted {
+    /// Whether the post changed the document or the presence.
     pub changed: bool,
-    /// The document's sequence number after it (durable when answered).
+    /// The document's sequence number after it.
     pub seq: u64,
+    /// Whether everything up to `seq` is durable.
+    pub saved: bool,
+}
+
+/// What a long-poller missed.
+#[derive(Debug, Clone, Default)]
+pub struct PollBatch {
+    /// The sequence number to poll from next.
+    pub since: u64,
+    /// The updates after the poller's `since`, in order.
+    pub updates: Vec<Bytes>,
+    /// The whole document as one v1 update, when the updates it missed are no longer held.
+    pub state: Option<Bytes>,
+    /// Every presence state (a y-protocols awareness update) if it changed since `aw`.
+    pub awareness: Option<Bytes>,
+    /// The presence version to poll from next.
+    pub aw: u64,
 }
 
 /// Why an API request to a document failed.

@@ -18,7 +18,7 @@ use tokio_tungstenite::WebSocketStream;
 use tracing::debug;
 
 use crate::config::Config;
-use crate::hub::command::{Command, Outbox};
+use crate::hub::command::{Command, Out, Outbox};
 use crate::hub::registry::Lease;
 use crate::hub::{Close, ConnId};
 
@@ -26,6 +26,11 @@ use crate::hub::{Close, ConnId};
 const WRITE_BATCH: usize = 64;
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+/// A process-unique id for a new connection or SSE subscription.
+pub fn next_id() -> ConnId {
+    NEXT_CONN.fetch_add(1, Ordering::Relaxed)
+}
 
 /// Process-wide count of open WebSocket connections (for `--max-connections`).
 #[derive(Clone, Default)]
@@ -78,9 +83,9 @@ pub async fn run<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let conn: ConnId = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+    let conn = next_id();
     let doc = lease.handle().clone();
-    let (frames_tx, mut frames) = mpsc::channel::<Bytes>(config.outbox_frames.max(1));
+    let (frames_tx, mut frames) = mpsc::channel::<Out>(config.outbox_frames.max(1));
     let (close_tx, mut close_rx) = oneshot::channel::<Close>();
     let (mut sink, mut stream) = ws.split();
     let outbox = Outbox {
@@ -172,16 +177,16 @@ pub async fn run<S>(
 /// once: one syscall for a burst.
 async fn write_batch<S>(
     sink: &mut futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
-    first: Bytes,
-    frames: &mut mpsc::Receiver<Bytes>,
+    first: Out,
+    frames: &mut mpsc::Receiver<Out>,
 ) -> Result<(), WsError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    sink.feed(Message::Binary(first)).await?;
+    sink.feed(Message::Binary(first.frame)).await?;
     for _ in 1..WRITE_BATCH {
         match frames.try_recv() {
-            Ok(frame) => sink.feed(Message::Binary(frame)).await?,
+            Ok(out) => sink.feed(Message::Binary(out.frame)).await?,
             Err(_) => break,
         }
     }

@@ -14,16 +14,19 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tandem_engine::protocol::codec;
 use tandem_engine::{
-    Awareness, CodecError, DocError, Document, Message, Role, SessionError, SyncMessage,
-    SyncSession,
+    Awareness, AwarenessUpdate, CodecError, DocError, Document, Message, Outcome, Role,
+    SessionError, SyncMessage, SyncSession,
 };
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
-use crate::hub::command::{ApiError, Command, DocInfo, Imported, Outbox, Reply};
+use crate::hub::command::{
+    ApiError, Command, DocInfo, Out, Outbox, PollBatch, PostBody, Posted, Reply,
+};
 use crate::hub::doc_load::{self, Loaded};
 use crate::hub::durability::Durability;
+use crate::hub::recent::Recent;
 use crate::hub::registry::Registry;
 use crate::hub::{Close, ConnId};
 use crate::store::{Store, Writer};
@@ -82,8 +85,16 @@ struct DocActor {
     /// Approximate encoded size: last full encoding plus updates since.
     doc_bytes: usize,
     durability: Durability,
-    /// Imports answered once durable: (sequence number, reply, changed).
-    imports: Vec<(u64, Reply<Imported>, bool)>,
+    /// The latest updates, for SSE resumption and long-polls.
+    recent: Recent,
+    /// Bumped whenever presence changes (long-pollers ask "newer than mine?").
+    awareness_version: u64,
+    /// Long-polls waiting for the next change.
+    pollers: Vec<(u64, u64, Reply<PollBatch>)>,
+    /// The protocol session of HTTP posts that name no SSE subscription.
+    http_session: SyncSession,
+    /// Posts answered once durable: (sequence number, reply, changed).
+    waiting_posts: Vec<(u64, Reply<Posted>, bool)>,
     /// Connections to close after the current command (closing may broadcast).
     doomed: Vec<(ConnId, Close)>,
     /// An update crashed the CRDT: the in-memory document can no longer be trusted.
@@ -171,7 +182,13 @@ async fn fail_all(
             Command::State { reply } => {
                 let _ = reply.send(Err(unavailable()));
             }
-            Command::Import { reply, .. } => {
+            Command::Subscribe { outbox, .. } => {
+                let _ = outbox.close.send(close.clone());
+            }
+            Command::Post { reply, .. } => {
+                let _ = reply.send(Err(unavailable()));
+            }
+            Command::Poll { reply, .. } => {
                 let _ = reply.send(Err(unavailable()));
             }
             Command::Delete { reply } => {
@@ -189,6 +206,13 @@ async fn fail_all(
 impl DocActor {
     fn new(name: Arc<str>, loaded: Loaded, env: &Env) -> Self {
         let durability = Durability::new(name.clone(), env.writer.clone(), &loaded, &env.config);
+        let mut recent = Recent::new(
+            env.config.resume_window_updates,
+            env.config.resume_window_bytes,
+        );
+        for (seq, update) in loaded.recent {
+            recent.push(seq, update);
+        }
         Self {
             doc: loaded.doc,
             awareness: Awareness::new(0),
@@ -196,7 +220,11 @@ impl DocActor {
             full_state: None,
             doc_bytes: loaded.stored_bytes,
             durability,
-            imports: Vec::new(),
+            recent,
+            awareness_version: 0,
+            pollers: Vec::new(),
+            http_session: SyncSession::new(Role::Server),
+            waiting_posts: Vec::new(),
             doomed: Vec::new(),
             poisoned: false,
             started: Instant::now(),
@@ -278,11 +306,20 @@ impl DocActor {
                 let state = self.full_state();
                 let _ = reply.send(Ok(state.frame.slice(state.payload_at..)));
             }
-            Command::Import {
-                update,
+            Command::Subscribe {
+                conn,
+                peer,
+                outbox,
+                since,
+            } => self.subscribe(conn, peer, outbox, since),
+            Command::Post {
+                body,
+                session,
                 origin,
+                wait_saved,
                 reply,
-            } => self.import(&update, &origin, reply),
+            } => self.post(body, session, &origin, wait_saved, reply),
+            Command::Poll { since, aw, reply } => self.poll(since, aw, reply),
             Command::Shutdown { .. } | Command::Delete { .. } => {
                 unreachable!("handled by run")
             }
@@ -369,24 +406,10 @@ impl DocActor {
             }
         };
         let origin = conn.origin.clone();
-        if let Some(update) = outcome.applied {
-            metrics::histogram!("tandem_update_apply_seconds")
-                .record(started.elapsed().as_secs_f64());
-            self.applied(Bytes::from(update), &origin);
-        }
         if outcome.missing {
             debug!(doc = %self.name, %peer, "document waits for missing updates; asked the peer to resync");
         }
-        for frame in outcome.reply {
-            self.send_to(id, Bytes::from(frame));
-        }
-        if outcome.full_state {
-            let frame = self.full_state().frame.clone();
-            self.send_to(id, frame);
-        }
-        for frame in outcome.broadcast {
-            self.broadcast(Bytes::from(frame));
-        }
+        self.absorb(Some(id), outcome, &origin, started);
         if is_update {
             let seq = self.durability.last_seq();
             if let Some(acks) = self.conns.get_mut(&id).and_then(|c| c.acks.as_mut()) {
@@ -397,25 +420,126 @@ impl DocActor {
         }
     }
 
-    /// Bookkeeping after an update changed the document (its broadcast is the caller's).
-    fn applied(&mut self, update: Bytes, origin: &Arc<str>) {
-        self.full_state = None;
-        self.doc_bytes += update.len();
-        self.durability.record(&self.doc, update, origin);
+    /// Carries out what the protocol session decided for a message from `from` (a
+    /// connection, or `None` for an HTTP post without one).
+    fn absorb(
+        &mut self,
+        from: Option<ConnId>,
+        outcome: Outcome,
+        origin: &Arc<str>,
+        started: Instant,
+    ) {
+        if let Some(update) = outcome.applied {
+            metrics::histogram!("tandem_update_apply_seconds")
+                .record(started.elapsed().as_secs_f64());
+            let update = Bytes::from(update);
+            self.full_state = None;
+            self.doc_bytes += update.len();
+            let seq = self.durability.record(&self.doc, update.clone(), origin);
+            self.recent.push(seq, update);
+        }
+        if let Some(id) = from {
+            for frame in outcome.reply {
+                self.send_to(id, Bytes::from(frame));
+            }
+            if outcome.full_state {
+                let frame = self.full_state().frame.clone();
+                self.send_to(id, frame);
+            }
+        }
+        for frame in outcome.broadcast {
+            self.broadcast(Bytes::from(frame));
+        }
     }
 
-    fn import(&mut self, update: &[u8], origin: &Arc<str>, reply: Reply<Imported>) {
-        if self.doc_bytes + update.len() > self.config.max_doc_bytes {
-            let _ = reply.send(Err(ApiError::Rejected(format!(
-                "document would exceed {} bytes",
-                self.config.max_doc_bytes
-            ))));
-            return;
+    /// An SSE subscription: what it missed (or the whole state), our state vector (so the
+    /// client can post what we lack), the presence; then it gets every broadcast.
+    fn subscribe(&mut self, id: ConnId, peer: SocketAddr, outbox: Outbox, since: Option<u64>) {
+        self.conns.insert(
+            id,
+            Conn {
+                peer,
+                origin: Arc::from(format!("sse {peer}")),
+                session: SyncSession::new(Role::Server),
+                outbox,
+                acks: None,
+            },
+        );
+        let last = self.durability.last_seq();
+        let missed: Option<Vec<(u64, Bytes)>> =
+            since.and_then(|s| self.recent.after(s, last)).map(|it| {
+                it.map(|(seq, u)| (*seq, Bytes::from(codec::encode_update(u))))
+                    .collect()
+            });
+        match missed {
+            Some(frames) => {
+                for (seq, frame) in frames {
+                    self.send_seq(id, seq, frame);
+                }
+            }
+            None => {
+                let frame = self.full_state().frame.clone();
+                self.send_to(id, frame);
+            }
         }
-        let applied = match self.doc.apply_update_v1(update) {
-            Ok(applied) => applied,
-            Err(DocError::Poisoned) => {
-                error!(doc = %self.name, %origin, "an imported update crashed the CRDT; reloading the document");
+        self.send_to(
+            id,
+            Bytes::from(codec::encode_step1(&self.doc.state_vector_v1())),
+        );
+        if !self.awareness.is_empty() {
+            self.send_to(id, Bytes::from(self.awareness.encode_all().encode_frame()));
+        }
+        debug!(doc = %self.name, %peer, conn = id, ?since, "SSE subscribed");
+    }
+
+    /// A document or presence update posted over HTTP, handled by the protocol session of
+    /// the poster's SSE subscription (or the shared HTTP one).
+    fn post(
+        &mut self,
+        body: PostBody,
+        session: Option<ConnId>,
+        origin: &Arc<str>,
+        wait_saved: bool,
+        reply: Reply<Posted>,
+    ) {
+        let (bytes, awareness) = match &body {
+            PostBody::Update(b) => (b, None),
+            PostBody::Awareness(b) => match AwarenessUpdate::decode(b) {
+                Ok(u) => (b, Some(u)),
+                Err(e) => {
+                    let _ = reply.send(Err(ApiError::Rejected(format!("awareness update: {e}"))));
+                    return;
+                }
+            },
+        };
+        let message = match awareness {
+            Some(u) => Message::Awareness(u),
+            None => {
+                if self.doc_bytes + bytes.len() > self.config.max_doc_bytes {
+                    let _ = reply.send(Err(ApiError::Rejected(format!(
+                        "document would exceed {} bytes",
+                        self.config.max_doc_bytes
+                    ))));
+                    return;
+                }
+                Message::Sync(SyncMessage::Update(bytes))
+            }
+        };
+        let now = self.now_ms();
+        let started = Instant::now();
+        let session = session.filter(|id| self.conns.contains_key(id));
+        let result = match session.and_then(|id| self.conns.get_mut(&id)) {
+            Some(conn) => conn
+                .session
+                .handle(&self.doc, &mut self.awareness, &message, now),
+            None => self
+                .http_session
+                .handle(&self.doc, &mut self.awareness, &message, now),
+        };
+        let outcome = match result {
+            Ok(o) => o,
+            Err(SessionError::Doc(DocError::Poisoned)) => {
+                error!(doc = %self.name, %origin, "a posted update crashed the CRDT; reloading the document");
                 self.poisoned = true;
                 let _ = reply.send(Err(ApiError::Rejected(
                     "update rejected: it crashed the CRDT".into(),
@@ -427,15 +551,65 @@ impl DocActor {
                 return;
             }
         };
-        let changed = applied.update.is_some();
-        if let Some(update) = applied.update {
-            let frame = codec::encode_update(&update);
-            self.applied(Bytes::from(update), origin);
-            self.broadcast(Bytes::from(frame));
+        let changed = outcome.applied.is_some() || !outcome.awareness.is_empty();
+        self.absorb(session, outcome, origin, started);
+        let seq = self.durability.last_seq();
+        if wait_saved {
+            self.waiting_posts.push((seq, reply, changed));
+            self.settle_posts();
+        } else {
+            let saved = self.durability.saved_seq() >= seq;
+            let _ = reply.send(Ok(Posted {
+                changed,
+                seq,
+                saved,
+            }));
         }
-        self.imports
-            .push((self.durability.last_seq(), reply, changed));
-        self.settle_imports();
+    }
+
+    /// Answers a long-poll now if something changed after (`since`, `aw`), else parks it.
+    fn poll(&mut self, since: u64, aw: u64, reply: Reply<PollBatch>) {
+        if since != self.durability.last_seq() || aw != self.awareness_version {
+            let batch = self.poll_batch(since, aw);
+            let _ = reply.send(Ok(batch));
+        } else {
+            self.pollers.retain(|(_, _, r)| !r.is_closed());
+            self.pollers.push((since, aw, reply));
+        }
+    }
+
+    fn poll_batch(&mut self, since: u64, aw: u64) -> PollBatch {
+        let last = self.durability.last_seq();
+        let updates: Option<Vec<Bytes>> = self
+            .recent
+            .after(since, last)
+            .map(|it| it.map(|(_, u)| u.clone()).collect());
+        let (updates, state) = match updates {
+            Some(u) => (u, None),
+            None => {
+                let full = self.full_state();
+                (Vec::new(), Some(full.frame.slice(full.payload_at..)))
+            }
+        };
+        let awareness = (aw != self.awareness_version)
+            .then(|| Bytes::from(self.awareness.encode_all().encode()));
+        PollBatch {
+            since: last,
+            updates,
+            state,
+            awareness,
+            aw: self.awareness_version,
+        }
+    }
+
+    /// Something changed: answer every parked long-poll.
+    fn wake_pollers(&mut self) {
+        for (since, aw, reply) in std::mem::take(&mut self.pollers) {
+            if !reply.is_closed() {
+                let batch = self.poll_batch(since, aw);
+                let _ = reply.send(Ok(batch));
+            }
+        }
     }
 
     fn inspect(&self, root: &str) -> DocInfo {
@@ -449,10 +623,10 @@ impl DocActor {
         }
     }
 
-    /// More of the log is durable: answer the acknowledgements and imports it covers.
+    /// More of the log is durable: answer the acknowledgements and posts it covers.
     fn on_saved(&mut self) {
         self.settle_acks(None);
-        self.settle_imports();
+        self.settle_posts();
     }
 
     /// Sends the "saved" acknowledgements now due, to `only` or to every connection.
@@ -486,14 +660,18 @@ impl DocActor {
         }
     }
 
-    fn settle_imports(&mut self) {
+    fn settle_posts(&mut self) {
         let saved = self.durability.saved_seq();
-        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.imports)
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting_posts)
             .into_iter()
             .partition(|(seq, _, _)| *seq <= saved);
-        self.imports = waiting;
+        self.waiting_posts = waiting;
         for (seq, reply, changed) in due {
-            let _ = reply.send(Ok(Imported { changed, seq }));
+            let _ = reply.send(Ok(Posted {
+                changed,
+                seq,
+                saved: true,
+            }));
         }
     }
 
@@ -534,24 +712,43 @@ impl DocActor {
     }
 
     fn send_to(&mut self, id: ConnId, frame: Bytes) {
+        self.send_seq(id, self.durability.last_seq(), frame);
+    }
+
+    /// Queues `frame` for one connection, labelled with sequence number `seq`.
+    fn send_seq(&mut self, id: ConnId, seq: u64, frame: Bytes) {
         let Some(conn) = self.conns.get(&id) else {
             return;
         };
         metrics::counter!("tandem_messages_out_total").increment(1);
         metrics::counter!("tandem_bytes_out_total").increment(frame.len() as u64);
-        if let Err(e) = conn.outbox.frames.try_send(frame) {
+        let out = Out { seq, frame };
+        if let Err(e) = conn.outbox.frames.try_send(out) {
             self.doomed.push((id, overflow_close(e)));
         }
     }
 
+    /// Queues `frame` for every connection and wakes the long-polls: every broadcast is a
+    /// change of the document or of the presence.
     fn broadcast(&mut self, frame: Bytes) {
         let n = self.conns.len() as u64;
         metrics::counter!("tandem_messages_out_total").increment(n);
         metrics::counter!("tandem_bytes_out_total").increment(n * frame.len() as u64);
+        if frame.first() == Some(&(codec::MSG_AWARENESS as u8)) {
+            self.awareness_version += 1;
+        }
+        let seq = self.durability.last_seq();
         for (id, conn) in &self.conns {
-            if let Err(e) = conn.outbox.frames.try_send(frame.clone()) {
+            let out = Out {
+                seq,
+                frame: frame.clone(),
+            };
+            if let Err(e) = conn.outbox.frames.try_send(out) {
                 self.doomed.push((*id, overflow_close(e)));
             }
+        }
+        if !self.pollers.is_empty() {
+            self.wake_pollers();
         }
     }
 
@@ -581,7 +778,10 @@ impl DocActor {
         for (_, conn) in self.conns.drain() {
             let _ = conn.outbox.close.send(close.clone());
         }
-        for (_, reply, _) in self.imports.drain(..) {
+        for (_, reply, _) in self.waiting_posts.drain(..) {
+            let _ = reply.send(Err(ApiError::Closing));
+        }
+        for (_, _, reply) in self.pollers.drain(..) {
             let _ = reply.send(Err(ApiError::Closing));
         }
     }
@@ -620,7 +820,7 @@ impl DocActor {
     }
 }
 
-fn overflow_close(e: mpsc::error::TrySendError<Bytes>) -> Close {
+fn overflow_close(e: mpsc::error::TrySendError<Out>) -> Close {
     match e {
         mpsc::error::TrySendError::Full(_) => {
             Close::try_later("client too slow: outgoing queue full, reconnect to resync")

@@ -23,6 +23,8 @@ pub struct Loaded {
     pub log_bytes: usize,
     /// Bytes stored in all (snapshot plus log), a first estimate of the document's size.
     pub stored_bytes: usize,
+    /// The log entries after the snapshot, to resume SSE clients and long-polls from.
+    pub recent: Vec<(u64, bytes::Bytes)>,
 }
 
 /// Why a document could not be loaded.
@@ -92,6 +94,7 @@ pub fn build(name: &Arc<str>, stored: StoredDoc) -> Result<Loaded, LoadError> {
         log_updates: stored.log.len(),
         log_bytes,
         stored_bytes,
+        recent: stored.log.into_iter().map(|e| (e.seq, e.update)).collect(),
     })
 }
 

@@ -7,6 +7,7 @@ pub mod connection;
 pub mod doc_actor;
 pub mod doc_load;
 pub mod durability;
+pub mod recent;
 pub mod registry;
 
 pub use close::Close;

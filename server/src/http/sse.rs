@@ -1,0 +1,199 @@
+//! `GET /api/docs/{doc}/events`: the document as Server-Sent Events, for networks that let
+//! no WebSocket through. The stream starts with a `session` event (the id that POSTs name
+//! in `?session=`), then either a `sync` event with the whole state or, for a client
+//! resuming with `Last-Event-ID` (or `?since=`), exactly the `update` events it missed; then
+//! a `state-vector` event (so the client can post what the server lacks) and the presence
+//! as an `awareness` event. After that: one `update` per update, one `awareness` per
+//! presence change, and a `state-vector` whenever the server waits for updates it lacks.
+//!
+//! Payloads are base64 (updates v1, awareness as y-protocols' awareness update). Every
+//! event but `session` carries the update-log sequence number as its `id:`, so the
+//! browser's automatic reconnect resumes without gaps or duplicates. A stream the server
+//! ends on purpose sends a last `close` event (`{"code":…,"reason":…}`, codes as on the
+//! WebSocket: 4xxx means do not reconnect). Idle streams get a heartbeat comment.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use base64::Engine;
+use futures_util::{stream, Stream, StreamExt};
+use tandem_engine::yrs::updates::encoder::Encode;
+use tandem_engine::{Message, SyncMessage};
+use tokio::sync::{mpsc, oneshot};
+use warp::http::StatusCode;
+use warp::sse::Event;
+use warp::{Filter, Reply};
+
+use crate::http::api::{doc_path, error};
+use crate::http::ws::PeerAddr;
+use crate::hub::command::{Command, Out, Outbox};
+use crate::hub::connection::{self, ConnectionGuard};
+use crate::hub::registry::Lease;
+use crate::hub::{Close, ConnId, DocHandle};
+use crate::state::AppState;
+
+/// The events route.
+pub fn route(
+    state: AppState,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    doc_path("events")
+        .and(warp::get())
+        .and(warp::header::optional::<String>("last-event-id"))
+        .and(warp::query::<HashMap<String, String>>())
+        .and(warp::ext::optional::<PeerAddr>())
+        .map(
+            move |name: String,
+                  last_id: Option<String>,
+                  query: HashMap<String, String>,
+                  peer: Option<PeerAddr>| {
+                events(
+                    &state,
+                    &name,
+                    last_id.or_else(|| query.get("since").cloned()),
+                    peer,
+                )
+            },
+        )
+}
+
+fn events(
+    state: &AppState,
+    name: &str,
+    since: Option<String>,
+    peer: Option<PeerAddr>,
+) -> warp::reply::Response {
+    let since = match since.map(|s| s.trim().parse::<u64>()) {
+        None => None,
+        Some(Ok(seq)) => Some(seq),
+        Some(Err(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Last-Event-ID must be a sequence number",
+            )
+            .into_response()
+        }
+    };
+    let Some(guard) = state.connections.try_add(state.config.max_connections) else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server at its connection limit",
+        )
+        .into_response();
+    };
+    let lease = state.registry.acquire(name);
+    let handle = lease.handle().clone();
+    let conn = connection::next_id();
+    let (frames, rx) = mpsc::channel(state.config.outbox_frames.max(1));
+    let (close_tx, close) = oneshot::channel();
+    let peer = peer.map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |p| p.0);
+    let subscribe = Command::Subscribe {
+        conn,
+        peer,
+        outbox: Outbox {
+            frames,
+            close: close_tx,
+        },
+        since,
+    };
+    let feed = Feed {
+        rx,
+        close,
+        ended: false,
+        _leave: Leave {
+            handle: handle.clone(),
+            conn,
+            lease: Some(lease),
+            _guard: guard,
+        },
+    };
+    let first = stream::once(async move {
+        match handle.send(subscribe).await {
+            Ok(()) => Some(Event::default().event("session").data(conn.to_string())),
+            Err(_) => None,
+        }
+    })
+    .filter_map(|e| async move { e.map(Ok::<_, Infallible>) });
+    let heartbeat = Duration::from_millis(state.config.sse_heartbeat_ms.max(100));
+    let body = warp::sse::keep_alive()
+        .interval(heartbeat)
+        .text("heartbeat")
+        .stream(first.chain(feed.into_stream()));
+    warp::reply::with_header(warp::sse::reply(body), "x-accel-buffering", "no").into_response()
+}
+
+/// The receiving side of one subscription.
+struct Feed {
+    rx: mpsc::Receiver<Out>,
+    close: oneshot::Receiver<Close>,
+    ended: bool,
+    /// Held for its Drop: tells the document when the stream goes.
+    _leave: Leave,
+}
+
+impl Feed {
+    fn into_stream(self) -> impl Stream<Item = Result<Event, Infallible>> + Send {
+        stream::unfold(self, |mut feed| async move {
+            if feed.ended {
+                return None;
+            }
+            loop {
+                tokio::select! {
+                    biased;
+                    out = feed.rx.recv() => match out {
+                        Some(out) => {
+                            if let Some(event) = event_of(&out) {
+                                return Some((Ok(event), feed));
+                            }
+                        }
+                        None => return None,
+                    },
+                    close = &mut feed.close => {
+                        feed.ended = true;
+                        let close = close.ok()?;
+                        let data = serde_json::json!({ "code": close.code, "reason": close.reason });
+                        return Some((Ok(Event::default().event("close").data(data.to_string())), feed));
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// Tells the document the subscription ended (the stream was dropped: the client went
+/// away or the server ended it), so its presence is removed.
+struct Leave {
+    handle: DocHandle,
+    conn: ConnId,
+    lease: Option<Lease>,
+    _guard: ConnectionGuard,
+}
+
+impl Drop for Leave {
+    fn drop(&mut self) {
+        let (handle, conn, lease) = (self.handle.clone(), self.conn, self.lease.take());
+        tokio::spawn(async move {
+            let _ = handle.send(Command::Leave { conn }).await;
+            drop(lease);
+        });
+    }
+}
+
+/// The SSE event for one outgoing frame (frames SSE has no use for give none).
+fn event_of(out: &Out) -> Option<Event> {
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let (kind, data) = match Message::decode(&out.frame).ok()? {
+        Message::Sync(SyncMessage::Step2(update)) => ("sync", b64(update)),
+        Message::Sync(SyncMessage::Update(update)) => ("update", b64(update)),
+        Message::Sync(SyncMessage::Step1(sv)) => ("state-vector", b64(&sv.encode_v1())),
+        Message::Awareness(update) => ("awareness", b64(&update.encode())),
+        _ => return None,
+    };
+    Some(
+        Event::default()
+            .id(out.seq.to_string())
+            .event(kind)
+            .data(data),
+    )
+}
