@@ -1,71 +1,47 @@
 //! # tandem-client
 //!
-//! Tandem's engine compiled to WebAssembly for browsers. This first cut exposes a shared
-//! text document with the same UTF-16 offsets as `Y.Text`, and its sync primitives (state
-//! vector, diff, apply), so a page can already hold a replica; the provider and editor
-//! bindings build on it.
+//! Tandem's engine compiled to WebAssembly for browsers: the same documents, protocol
+//! session and presence as the server, exposed to JavaScript with TypeScript types.
+//!
+//! | idea | export |
+//! |---|---|
+//! | a replica and its shared roots | [`Doc`], [`Text`], [`Map`], [`Array`] |
+//! | undo/redo of one's own edits | [`UndoManager`] |
+//! | presence | [`Awareness`] |
+//! | sync with a server (WebSocket → SSE → long polling), offline copy, tabs | [`Provider`] |
+//! | editors | [`TextAreaBinding`], [`ContentEditableBinding`], [`PresenceList`] |
+//!
+//! ```js
+//! import init, { Doc, Awareness, Provider, TextAreaBinding } from './pkg/tandem_client.js'
+//! await init()
+//! const doc = new Doc()
+//! const awareness = new Awareness(doc)
+//! awareness.setLocalState({ user: { name: 'Ada', color: '#30bced' } })
+//! const provider = new Provider('ws://127.0.0.1:8080/ws', 'notes', doc, awareness, {})
+//! new TextAreaBinding(doc.getText('content'), document.querySelector('textarea'), awareness)
+//! ```
 
-use tandem_engine::Document;
-use wasm_bindgen::prelude::*;
+#![deny(missing_docs)]
 
-/// A replica of one shared document, as seen from JavaScript.
-#[wasm_bindgen]
-pub struct Doc {
-    inner: Document,
-}
+pub mod awareness;
+pub mod binding;
+pub mod channel;
+pub mod collections;
+pub mod doc;
+pub mod js;
+mod keepalive;
+pub mod provider;
+pub mod storage;
+pub mod text;
+pub mod transport;
+pub mod undo;
 
-#[wasm_bindgen]
-impl Doc {
-    /// A new, empty replica of the document called `name`.
-    #[wasm_bindgen(constructor)]
-    pub fn new(name: &str) -> Doc {
-        Doc {
-            inner: Document::new(name),
-        }
-    }
-
-    /// Inserts `chunk` into text root `root` at UTF-16 offset `index`.
-    pub fn insert(&self, root: &str, index: u32, chunk: &str) -> Result<(), JsError> {
-        let text = self.inner.text(root);
-        self.inner
-            .edit(|e| e.insert(&text, index, chunk))
-            .map_err(|e| JsError::new(&e.to_string()))
-    }
-
-    /// Deletes `len` UTF-16 code units of text root `root` at `index`.
-    pub fn delete(&self, root: &str, index: u32, len: u32) -> Result<(), JsError> {
-        let text = self.inner.text(root);
-        self.inner
-            .edit(|e| e.delete(&text, index, len))
-            .map_err(|e| JsError::new(&e.to_string()))
-    }
-
-    /// The plain content of text root `root`.
-    #[wasm_bindgen(js_name = toString)]
-    pub fn to_string(&self, root: &str) -> String {
-        self.inner.text_string(root)
-    }
-
-    /// This replica's state vector (v1), to ask a peer for what is missing.
-    #[wasm_bindgen(js_name = encodeStateVector)]
-    pub fn encode_state_vector(&self) -> Vec<u8> {
-        self.inner.state_vector_v1()
-    }
-
-    /// Everything the peer with `state_vector` lacks, as a v1 update.
-    #[wasm_bindgen(js_name = encodeDiff)]
-    pub fn encode_diff(&self, state_vector: &[u8]) -> Result<Vec<u8>, JsError> {
-        self.inner
-            .diff_v1(state_vector)
-            .map_err(|e| JsError::new(&e.to_string()))
-    }
-
-    /// Applies a v1 update from a peer.
-    #[wasm_bindgen(js_name = applyUpdate)]
-    pub fn apply_update(&self, update: &[u8]) -> Result<(), JsError> {
-        self.inner
-            .apply_update_v1(update)
-            .map(|_| ())
-            .map_err(|e| JsError::new(&e.to_string()))
-    }
-}
+pub use awareness::Awareness;
+pub use binding::contenteditable::ContentEditableBinding;
+pub use binding::presence::PresenceList;
+pub use binding::textarea::TextAreaBinding;
+pub use collections::{Array, Map};
+pub use doc::Doc;
+pub use provider::Provider;
+pub use text::Text;
+pub use undo::UndoManager;

@@ -20,6 +20,12 @@ use yrs::{
 
 use crate::error::DocError;
 
+/// The transaction origin of every update applied from a peer ([`Document::apply_update_v1`]
+/// and friends). Local edits carry no origin, so an undo manager with default options tracks
+/// only local edits, and an update observer can tell what to forward (local changes) from
+/// what it just received (see [`Document::observe_updates`]).
+pub const REMOTE_ORIGIN: &str = "tandem-remote";
+
 /// Formatting attributes of a run of text (`{"bold": true}`), as in Yjs' `Y.Text` deltas.
 pub type Attributes = HashMap<Arc<str>, Any>;
 
@@ -163,18 +169,41 @@ impl Document {
     }
 
     /// Calls `f` with the deltas of every committed transaction that changes text root
-    /// `name`, local or remote. Registered under `key`; [`Document::unobserve_text`] with the
+    /// `name`, local or remote, and whether the change came from a peer (origin
+    /// [`REMOTE_ORIGIN`]). Registered under `key`; [`Document::unobserve_text`] with the
     /// same key removes it. Editor bindings use this to patch the DOM without a full
-    /// re-render.
+    /// re-render. `f` runs while the transaction commits: it must not touch the document.
     pub fn observe_text<F>(&self, name: &str, key: impl Into<Origin>, mut f: F)
     where
-        F: FnMut(&[TextDelta]) + 'static,
+        F: FnMut(&[TextDelta], bool) + 'static,
     {
         use yrs::Observable;
+        let remote = Origin::from(REMOTE_ORIGIN);
         self.text(name).observe(key, move |txn, event| {
             let deltas = convert_deltas(event.delta(txn), txn);
-            f(&deltas)
+            f(&deltas, txn.origin() == Some(&remote))
         });
+    }
+
+    /// Calls `f` with the v1 update of every committed transaction that changed the document,
+    /// and whether it was applied from a peer (origin [`REMOTE_ORIGIN`]) rather than made
+    /// here. A provider forwards the local ones to the server; a persistence layer stores
+    /// both. `f` runs while the transaction commits: it must not touch the document.
+    /// Registered under `key`; [`Document::unobserve_updates`] removes it.
+    pub fn observe_updates<F>(&self, key: impl Into<Origin>, mut f: F)
+    where
+        F: FnMut(&[u8], bool) + 'static,
+    {
+        let remote = Origin::from(REMOTE_ORIGIN);
+        // Fails only inside another transaction, which a caller holding `&self` cannot be.
+        let _ = self.doc.observe_update_v1(key, move |txn, event| {
+            f(&event.update, txn.origin() == Some(&remote))
+        });
+    }
+
+    /// Removes an observer registered by [`Document::observe_updates`].
+    pub fn unobserve_updates(&self, key: impl Into<Origin>) -> bool {
+        self.doc.unobserve_update_v1(key).unwrap_or(false)
     }
 
     /// Removes an observer registered by [`Document::observe_text`].
@@ -261,7 +290,9 @@ impl Document {
             .collect::<Result<Vec<_>, _>>()?;
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             for update in decoded {
-                self.doc.transact_mut().apply_update(update)?;
+                self.doc
+                    .transact_mut_with(REMOTE_ORIGIN)
+                    .apply_update(update)?;
             }
             Ok::<_, DocError>(self.read().has_missing_updates())
         }));
@@ -272,7 +303,7 @@ impl Document {
         // yrs asserts on some malformed-but-decodable updates. The update came from outside,
         // so a panic must not unwind through the caller (the server's document task).
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            let mut txn = self.doc.transact_mut();
+            let mut txn = self.doc.transact_mut_with(REMOTE_ORIGIN);
             txn.apply_update(update)?;
             let changed = txn.has_changes();
             let update = changed.then(|| txn.encode_update_v1());

@@ -78,7 +78,7 @@ pub mod trace;
 
 pub use awareness::{Awareness, AwarenessChanges, Presence, Status, User};
 pub use cursor::Cursor;
-pub use document::{Applied, Attributes, Document, Edit, TextDelta};
+pub use document::{Applied, Attributes, Document, Edit, TextDelta, REMOTE_ORIGIN};
 pub use error::{CodecError, DocError, ReplayError, SessionError};
 pub use protocol::{
     AuthMessage, AwarenessEntry, AwarenessUpdate, Message, Outcome, Role, SyncMessage, SyncSession,

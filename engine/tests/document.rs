@@ -39,7 +39,7 @@ fn observers_see_deltas_of_remote_changes() {
     let b = Document::new("d");
     let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
     let sink = seen.clone();
-    b.observe_text("content", "test", move |d| {
+    b.observe_text("content", "test", move |d, _remote| {
         sink.borrow_mut().push(d.to_vec())
     });
     let text = a.text("content");

@@ -58,6 +58,11 @@ pub struct Config {
     #[arg(long, env = "TANDEM_MAX_POLL_SECONDS", default_value_t = 60)]
     pub max_poll_seconds: u64,
 
+    /// Folder holding the browser client (`pkg/`, built by `scripts/build-client`) and the
+    /// demo pages (`www/`), served at `/`, `/d/{doc}`, `/pkg/` and `/static/`.
+    #[arg(long, env = "TANDEM_WEB_DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../client-wasm"))]
+    pub web_dir: std::path::PathBuf,
+
     /// Milliseconds shutdown waits for the last updates to reach the database before
     /// giving up on them (only matters while the database is down).
     #[arg(long, env = "TANDEM_SHUTDOWN_FLUSH_MS", default_value_t = 30_000)]

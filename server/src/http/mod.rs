@@ -1,6 +1,7 @@
 //! HTTP routing (warp filters only: matching, extraction, status codes).
 
 pub mod api;
+pub mod demo;
 pub mod doc_name;
 pub mod health;
 pub mod metrics;
@@ -23,7 +24,8 @@ pub fn routes(
         .or(sse::route(state.clone()))
         .or(poll::route(state.clone()))
         .or(health::routes(state.clone()))
-        .or(metrics::route(state))
+        .or(metrics::route(state.clone()))
+        .or(demo::routes(state))
         .recover(|rej: warp::Rejection| async move {
             Ok::<_, std::convert::Infallible>(rejection(&rej))
         })

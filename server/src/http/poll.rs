@@ -7,7 +7,7 @@
 //! The answer (JSON): `since` and `aw` to poll from next; `updates`, the base64 v1
 //! updates missed, in order; `state`, the whole document instead when those are no longer
 //! held; `awareness`, every presence state (base64 awareness update, replacing what the
-//! client had) when it changed.
+//! client had) when it changed; `state_vector`, the server's, when asked with `sv=1`.
 
 use std::time::Duration;
 
@@ -35,6 +35,10 @@ pub struct PollQuery {
     pub aw: u64,
     /// Seconds to wait for a change.
     pub timeout: Option<u64>,
+    /// `sv=1`: answer at once, with the server's state vector (a client starting to poll
+    /// posts what the server lacks).
+    #[serde(default)]
+    pub sv: u8,
 }
 
 /// The long-poll route.
@@ -48,12 +52,20 @@ pub fn route(
 }
 
 async fn poll(state: AppState, name: String, query: PollQuery) -> Response<Body> {
-    let PollQuery { since, aw, timeout } = query;
+    let PollQuery {
+        since,
+        aw,
+        timeout,
+        sv,
+    } = query;
     let timeout = timeout.unwrap_or(DEFAULT_TIMEOUT_SECONDS);
     let timeout = Duration::from_secs(timeout.min(state.config.max_poll_seconds));
-    let request = state
-        .registry
-        .request(&name, |reply| Command::Poll { since, aw, reply });
+    let request = state.registry.request(&name, |reply| Command::Poll {
+        since,
+        aw,
+        state_vector: sv != 0,
+        reply,
+    });
     let batch = match tokio::time::timeout(timeout, request).await {
         Ok(Ok(batch)) => batch,
         Ok(Err(e)) => return api_error(e),
@@ -73,6 +85,7 @@ async fn poll(state: AppState, name: String, query: PollQuery) -> Response<Body>
             "updates": batch.updates.iter().map(|u| b64(u)).collect::<Vec<_>>(),
             "state": batch.state.as_deref().map(b64),
             "awareness": batch.awareness.as_deref().map(b64),
+            "state_vector": batch.state_vector.as_deref().map(b64),
         }),
     )
 }

@@ -85,6 +85,8 @@ pub enum Command {
         since: u64,
         /// The presence version the poller has.
         aw: u64,
+        /// Answer at once, with the document's state vector.
+        state_vector: bool,
         /// Where to answer.
         reply: Reply<PollBatch>,
     },
@@ -168,6 +170,8 @@ pub struct PollBatch {
     pub awareness: Option<Bytes>,
     /// The presence version to poll from next.
     pub aw: u64,
+    /// The document's v1 state vector, when asked for.
+    pub state_vector: Option<Bytes>,
 }
 
 /// Why an API request to a document failed.

@@ -319,7 +319,12 @@ impl DocActor {
                 wait_saved,
                 reply,
             } => self.post(body, session, &origin, wait_saved, reply),
-            Command::Poll { since, aw, reply } => self.poll(since, aw, reply),
+            Command::Poll {
+                since,
+                aw,
+                state_vector,
+                reply,
+            } => self.poll(since, aw, state_vector, reply),
             Command::Shutdown { .. } | Command::Delete { .. } => {
                 unreachable!("handled by run")
             }
@@ -567,10 +572,14 @@ impl DocActor {
         }
     }
 
-    /// Answers a long-poll now if something changed after (`since`, `aw`), else parks it.
-    fn poll(&mut self, since: u64, aw: u64, reply: Reply<PollBatch>) {
-        if since != self.durability.last_seq() || aw != self.awareness_version {
-            let batch = self.poll_batch(since, aw);
+    /// Answers a long-poll now if something changed after (`since`, `aw`) or it asks for
+    /// the state vector, else parks it.
+    fn poll(&mut self, since: u64, aw: u64, state_vector: bool, reply: Reply<PollBatch>) {
+        if state_vector || since != self.durability.last_seq() || aw != self.awareness_version {
+            let mut batch = self.poll_batch(since, aw);
+            if state_vector {
+                batch.state_vector = Some(Bytes::from(self.doc.state_vector_v1()));
+            }
             let _ = reply.send(Ok(batch));
         } else {
             self.pollers.retain(|(_, _, r)| !r.is_closed());
@@ -599,6 +608,7 @@ impl DocActor {
             state,
             awareness,
             aw: self.awareness_version,
+            state_vector: None,
         }
     }
 

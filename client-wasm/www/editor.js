@@ -1,0 +1,38 @@
+// The shared editor page (/d/{doc}): a textarea bound to the document's text, remote
+// carets, presence, connection and save status, undo/redo of one's own edits.
+import { TextAreaBinding, PresenceList, UndoManager } from '/pkg/tandem_client.js'
+import { openSession, showStatus, remember } from '/static/session.js'
+
+try {
+  const { name, doc, awareness, provider } = await openSession('/d/')
+  document.title = `${name} — Tandem`
+  document.getElementById('doc-name').textContent = name
+  showStatus(provider)
+  const text = doc.getText('content')
+  const textarea = document.getElementById('editor')
+  const binding = new TextAreaBinding(text, textarea, awareness)
+  const people = new PresenceList(awareness, document.getElementById('people'))
+  const undo = new UndoManager(text)
+  textarea.addEventListener('keydown', (e) => {
+    if (!(e.ctrlKey || e.metaKey) || e.key.toLowerCase() !== 'z') return
+    e.preventDefault()
+    if (e.shiftKey) undo.redo(); else undo.undo()
+  })
+  const user = awareness.getLocalState().user
+  const nameInput = document.getElementById('me-name')
+  const colorInput = document.getElementById('me-color')
+  nameInput.value = user.name
+  colorInput.value = user.color
+  const rename = () => {
+    const u = { name: nameInput.value || 'anonymous', color: colorInput.value }
+    remember.set('tandem-user', u)
+    awareness.setLocalStateField('user', u)
+  }
+  nameInput.addEventListener('change', rename)
+  colorInput.addEventListener('change', rename)
+  // For the end-to-end tests and the curious.
+  window.tandem = { doc, text, awareness, provider, binding, people, undo }
+} catch (e) {
+  document.getElementById('error').textContent = String(e)
+  throw e
+}
