@@ -47,3 +47,10 @@ pub fn call(f: &js_sys::Function, args: &[JsValue]) {
 pub fn window() -> Result<web_sys::Window, JsError> {
     web_sys::window().ok_or_else(|| JsError::new("no window: tandem-client runs in a browser page"))
 }
+
+/// A `setInterval` id with the closure it runs (dropping the closure would free what the
+/// browser still calls).
+pub type Interval = (i32, Closure<dyn FnMut()>);
+
+/// A window event listener: the event name and the closure registered for it.
+pub type WindowListener = (&'static str, Closure<dyn FnMut()>);

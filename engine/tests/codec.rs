@@ -137,3 +137,24 @@ proptest! {
         prop_assert_eq!(Message::decode(&frame).unwrap(), Message::Awareness(update));
     }
 }
+
+#[test]
+fn the_saved_extension_round_trips_and_only_clients_act_on_it() {
+    use tandem_engine::{Awareness, Document, Message, Role, SyncSession};
+    let frame = tandem_engine::protocol::codec::encode_saved(300);
+    assert_eq!(frame[0], 100);
+    let msg = Message::decode(&frame).unwrap();
+    assert_eq!(msg, Message::Saved { updates: 300 });
+    assert_eq!(msg.encode(), frame);
+    let doc = Document::new("d");
+    let mut aw = Awareness::new(1);
+    let mut client = SyncSession::new(Role::Client);
+    assert_eq!(
+        client.handle(&doc, &mut aw, &msg, 0).unwrap().saved,
+        Some(300)
+    );
+    let mut server = SyncSession::new(Role::Server);
+    let out = server.handle(&doc, &mut aw, &msg, 0).unwrap();
+    assert_eq!(out.saved, None);
+    assert!(out.reply.is_empty() && out.broadcast.is_empty());
+}

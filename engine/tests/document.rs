@@ -141,3 +141,89 @@ fn garbage_updates_are_typed_errors() {
     ));
     assert!(doc.apply_update_v2(&[0xff; 9]).is_err());
 }
+
+#[test]
+fn update_observers_tell_local_edits_from_applied_ones() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let a = Document::new("a");
+    let b = Document::new("b");
+    let seen: Rc<RefCell<Vec<(usize, bool)>>> = Rc::default();
+    let log = seen.clone();
+    b.observe_updates("test", move |update, remote| {
+        log.borrow_mut().push((update.len(), remote))
+    });
+    let text_remote: Rc<RefCell<Vec<bool>>> = Rc::default();
+    let log = text_remote.clone();
+    b.observe_text("content", "t", move |_, remote| {
+        log.borrow_mut().push(remote)
+    });
+    let (at, bt) = (a.text("content"), b.text("content"));
+    let (_, update) = a.edit_with_update(|e| e.insert(&at, 0, "remote").unwrap());
+    b.apply_update_v1(&update.unwrap()).unwrap();
+    b.edit(|e| e.insert(&bt, 0, "local ").unwrap());
+    let seen = seen.borrow();
+    assert_eq!(seen.len(), 2);
+    assert!(seen[0].1, "an applied update is remote");
+    assert!(!seen[1].1, "an edit made here is local");
+    assert_eq!(*text_remote.borrow(), [true, false]);
+    assert!(b.unobserve_updates("test"));
+}
+
+#[test]
+fn an_undo_manager_with_default_options_undoes_only_local_edits() {
+    let a = Document::new("a");
+    let b = Document::new("b");
+    let text = b.text("content");
+    let mut undo: tandem_engine::yrs::UndoManager = tandem_engine::yrs::UndoManager::new();
+    undo.expand_scope(b.doc(), &text);
+    b.edit(|e| e.insert(&text, 0, "mine ").unwrap());
+    undo.reset();
+    let at = a.text("content");
+    let (_, update) = a.edit_with_update(|e| e.insert(&at, 0, "theirs").unwrap());
+    b.apply_update_v1(&update.unwrap()).unwrap();
+    let both = b.text_string("content");
+    assert!(both == "theirsmine " || both == "mine theirs", "{both}");
+    assert!(undo.undo_blocking());
+    assert_eq!(
+        b.text_string("content"),
+        "theirs",
+        "the remote insert is not undone"
+    );
+    assert!(!undo.undo_blocking());
+}
+
+#[test]
+fn a_stored_log_applies_in_order_and_a_bad_entry_is_named_before_anything_changes() {
+    let src = Document::new("src");
+    let text = src.text("content");
+    let updates: Vec<Vec<u8>> = (0..50)
+        .map(|i| {
+            src.edit_with_update(|e| e.insert(&text, i, "x").unwrap())
+                .1
+                .unwrap()
+        })
+        .collect();
+    let copy = Document::new("copy");
+    let missing = copy
+        .apply_updates_v1(updates.iter().map(Vec::as_slice))
+        .unwrap();
+    assert!(!missing);
+    assert_eq!(copy.text_string("content"), src.text_string("content"));
+    let mut broken = updates.clone();
+    broken[7] = vec![0xff, 0xff, 0xff];
+    let fresh = Document::new("fresh");
+    let err = fresh
+        .apply_updates_v1(broken.iter().map(Vec::as_slice))
+        .unwrap_err();
+    assert!(
+        matches!(err, DocError::BatchEntry { index: 7, .. }),
+        "{err}"
+    );
+    assert_eq!(fresh.text_string("content"), "", "nothing applied");
+    // Entries after a gap wait, and say so.
+    let later = Document::new("later");
+    assert!(later
+        .apply_updates_v1(updates[10..].iter().map(Vec::as_slice))
+        .unwrap());
+}

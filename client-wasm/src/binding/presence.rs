@@ -9,7 +9,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::{Event, EventTarget, HtmlElement};
 
 use crate::awareness::{Awareness, AwarenessHub};
-use crate::js::{defer, now_ms, window};
+use crate::js::{defer, now_ms, window, Interval};
 
 /// No input for this long makes us idle.
 const IDLE_MS: u64 = 60_000;
@@ -22,7 +22,7 @@ struct Inner {
     watch: Cell<Option<u32>>,
     last_active: Cell<u64>,
     listeners: RefCell<Vec<Listener>>,
-    timer: Cell<Option<(i32, Closure<dyn FnMut()>)>>,
+    timer: Cell<Option<Interval>>,
 }
 
 /// Renders the people on a document into an element.

@@ -22,7 +22,7 @@ use wasm_bindgen::prelude::*;
 use crate::awareness::{Awareness, AwarenessHub};
 use crate::channel::Channel;
 use crate::doc::{observer_key, Doc};
-use crate::js::{call, defer, from_js, js_err, now_ms, window};
+use crate::js::{call, defer, from_js, js_err, now_ms, window, Interval, WindowListener};
 use crate::storage::Storage;
 use crate::transport::poll::PollTransport;
 use crate::transport::sse::SseTransport;
@@ -112,7 +112,9 @@ struct Inner {
     storage_done: std::cell::Cell<bool>,
     channel: RefCell<Option<Channel>>,
     update_key: String,
-    timers: RefCell<Vec<(i32, Closure<dyn FnMut()>)>>,
+    timers: RefCell<Vec<Interval>>,
+    /// `online` / `offline` listeners on the window.
+    network: RefCell<Vec<WindowListener>>,
     weak: Weak<Inner>,
 }
 
@@ -236,6 +238,7 @@ impl Provider {
             channel: RefCell::new(None),
             update_key: observer_key("provider"),
             timers: RefCell::new(Vec::new()),
+            network: RefCell::new(Vec::new()),
             weak: weak.clone(),
         });
         inner.start()?;
@@ -348,7 +351,7 @@ impl Inner {
             window()?
                 .add_event_listener_with_callback(event, f.as_ref().unchecked_ref())
                 .map_err(|_| JsError::new("cannot listen to online/offline"))?;
-            self.timers.borrow_mut().push((-1, f));
+            self.network.borrow_mut().push((event, f));
         }
         Ok(())
     }
@@ -393,7 +396,9 @@ impl Inner {
         let give_up = Closure::once_into_js(move || {
             if let Some(p) = weak.upgrade() {
                 if !p.storage_done.replace(true) && p.state.borrow().should_connect {
-                    web_sys::console::warn_1(&"tandem: IndexedDB is slow to open; connecting without it".into());
+                    web_sys::console::warn_1(
+                        &"tandem: IndexedDB is slow to open; connecting without it".into(),
+                    );
                     p.reconnect_now();
                 }
             }
