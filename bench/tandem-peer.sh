@@ -2,7 +2,8 @@
 # tandem-server as a peer of ../shared/bench/run-peers.sh (same three verbs as the
 # scripts in shared/bench/peers/):
 #   tandem-peer.sh install            build the release binary if missing
-#   tandem-peer.sh PORT               exec it on 127.0.0.1:PORT ($! is the server)
+#   tandem-peer.sh PORT               exec it on 127.0.0.1:PORT ($! is the server), storing
+#                                     in a new SQLite file under /tmp
 #   tandem-peer.sh prepare PORT N P   nothing to do (documents appear on first connection)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
@@ -13,4 +14,7 @@ case "${1:-}" in
 esac
 PORT="${1:?usage: $0 PORT|install|prepare}"
 [ -x "$BIN" ] || (cd "$ROOT" && env -u CARGO_TARGET_DIR cargo build --locked --release -p tandem-server >&2)
-RUST_LOG=warn exec "$BIN" --listen "127.0.0.1:$PORT" ${TANDEM_PEER_FLAGS:-}
+# A fresh SQLite file per start (persistence on, as y-sweet's store dir): documents of an
+# earlier measurement must not be loaded into this one.
+DB="$(mktemp -d /tmp/tandem-peer-db.XXXXXX)"
+RUST_LOG=warn exec "$BIN" --listen "127.0.0.1:$PORT" --database-url "sqlite://$DB/tandem.db" ${TANDEM_PEER_FLAGS:-}
