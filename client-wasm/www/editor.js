@@ -1,6 +1,6 @@
 // The shared editor page (/d/{doc}): a textarea bound to the document's text, remote
 // carets, presence, connection and save status, undo/redo of one's own edits.
-import { TextAreaBinding, PresenceList, UndoManager } from '/pkg/tandem_client.js'
+import { TextAreaBinding, ContentEditableBinding, PresenceList, UndoManager } from '/pkg/tandem_client.js'
 import { openSession, showStatus, remember } from '/static/session.js'
 
 try {
@@ -9,8 +9,19 @@ try {
   document.getElementById('doc-name').textContent = name
   showStatus(provider)
   const text = doc.getText('content')
-  const textarea = document.getElementById('editor')
-  const binding = new TextAreaBinding(text, textarea, awareness)
+  let textarea = document.getElementById('editor')
+  let binding
+  if (new URLSearchParams(location.search).get('editor') === 'contenteditable') {
+    // The same editor on a contenteditable element (what rich editors build on).
+    const box = document.createElement('div')
+    box.id = 'editor'
+    box.className = 'editor-box'
+    textarea.replaceWith(box)
+    textarea = box
+    binding = new ContentEditableBinding(text, box, awareness)
+  } else {
+    binding = new TextAreaBinding(text, textarea, awareness)
+  }
   const people = new PresenceList(awareness, document.getElementById('people'))
   const undo = new UndoManager(text)
   textarea.addEventListener('keydown', (e) => {

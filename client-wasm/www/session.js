@@ -32,6 +32,7 @@ export async function openSession (prefix) {
   const scheme = location.protocol === 'https:' ? 'wss://' : 'ws://'
   const options = {}
   if (params.get('transports')) options.transports = params.get('transports').split(',')
+  if (params.get('upgrade')) options.upgradeInterval = Number(params.get('upgrade'))
   const provider = new Provider(scheme + location.host + '/ws', name, doc, awareness, options)
   return { name, doc, awareness, provider }
 }

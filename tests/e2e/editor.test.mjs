@@ -197,3 +197,50 @@ test('the CodeMirror example edits the same document as the textarea', async (t)
   await until(plain, (v) => document.getElementById('editor').value === v, 'fn main() {}\n// from codemirror', 'textarea receives')
   assert.deepEqual(errors, [])
 })
+
+test('a contenteditable editor and a textarea edit one document, with carets in both', async (t) => {
+  const server = await startServer(t)
+  const browser = await launch(t)
+  const errors = []
+  const area = await editorPage(await browser.newContext(), server, 'rich', '', errors)
+  const box = await editorPage(await browser.newContext(), server, 'rich', '?editor=contenteditable', errors)
+  await typeAt(area, 0, 'from the textarea')
+  await until(box, () => document.getElementById('editor').textContent === 'from the textarea', null, 'contenteditable receives')
+  // Type at the end of the contenteditable text.
+  await box.evaluate(() => {
+    const el = document.getElementById('editor')
+    el.focus()
+    const node = el.firstChild
+    getSelection().setBaseAndExtent(node, node.length, node, node.length)
+  })
+  await box.keyboard.type(' + from contenteditable', { delay: 5 })
+  const expected = 'from the textarea + from contenteditable'
+  await until(area, (v) => document.getElementById('editor').value === v, expected, 'textarea receives')
+  // The textarea's caret shows in the contenteditable page, and the other way round.
+  await area.evaluate(() => { const e = document.getElementById('editor'); e.focus(); e.setSelectionRange(4, 4); e.dispatchEvent(new Event('select')) })
+  await until(box, () => document.querySelector('.tandem-caret')?.dataset.offset === '4', null, 'textarea caret in contenteditable page')
+  await until(area, (n) => document.querySelector('.tandem-caret')?.dataset.offset === String(n), expected.length, 'contenteditable caret in textarea page')
+  // A remote insert before the local caret keeps the caret on its text.
+  await box.evaluate(() => { const n = document.getElementById('editor').firstChild; getSelection().setBaseAndExtent(n, 9, n, 9) })
+  await typeAt(area, 0, '>> ')
+  await until(box, () => document.getElementById('editor').textContent.startsWith('>> '), null, 'remote insert')
+  assert.equal(await box.evaluate(() => getSelection().focusOffset), 12)
+  assert.deepEqual(errors, [])
+})
+
+test('a provider on a fallback upgrades to WebSocket when it becomes reachable', async (t) => {
+  const server = await startServer(t)
+  const browser = await launch(t)
+  const context = await browser.newContext()
+  let blocked = true
+  await context.routeWebSocket(/\/ws\//, (ws) => { if (blocked) ws.close({ code: 1006 }); else ws.connectToServer() })
+  const page = await editorPage(context, server, 'upgrade', '?upgrade=1000')
+  await until(page, () => window.tandem.provider.transport === 'sse', null, 'starts on sse')
+  await typeAt(page, 0, 'on sse. ')
+  blocked = false
+  await until(page, () => window.tandem.provider.transport === 'websocket' && window.tandem.provider.synced, null, 'upgraded to websocket')
+  await typeAt(page, 8, 'on websocket.')
+  await until(page, () => window.tandem.provider.saved, null, 'saved after the upgrade')
+  const res = await fetch(`${server.url}/api/docs/upgrade`)
+  assert.equal((await res.json()).text, 'on sse. on websocket.')
+})

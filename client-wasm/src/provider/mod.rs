@@ -52,6 +52,9 @@ struct Options {
     broadcast: bool,
     /// Milliseconds between resyncs (a step 1 the server answers with what we lack).
     resync_interval: u32,
+    /// Milliseconds between background attempts at the preferred transport while a
+    /// fallback is in use.
+    upgrade_interval: u32,
     /// Base URL of the HTTP API (default: the WebSocket URL's origin over http/https).
     http_url: Option<String>,
 }
@@ -65,6 +68,7 @@ impl Default for Options {
             persistence: true,
             broadcast: true,
             resync_interval: 15_000,
+            upgrade_interval: 30_000,
             http_url: None,
         }
     }
@@ -74,8 +78,13 @@ struct State {
     transport: Option<Rc<dyn Transport>>,
     /// Index in `order` of the transport in use or being tried.
     kind: usize,
-    /// Attempt counter: reports from older attempts are ignored.
+    /// The current attempt: reports from other attempts are ignored.
     epoch: u64,
+    /// Hands out attempt numbers (regular attempts and upgrade probes).
+    next_epoch: u64,
+    /// A background attempt at the preferred transport while a fallback is in use.
+    probe: Option<(u64, Rc<dyn Transport>)>,
+    last_probe_ms: u64,
     status: &'static str,
     synced: bool,
     session: SyncSession,
@@ -173,7 +182,8 @@ fn http_origin(ws_url: &str) -> String {
 impl Provider {
     /// Syncs `doc` as document `name` of the server at `url` (a y-websocket base URL such
     /// as `ws://127.0.0.1:8080/ws`), sharing the presence `awareness`. `options`:
-    /// `{transports, connect, saveAcks, persistence, broadcast, resyncInterval, httpUrl}`.
+    /// `{transports, connect, saveAcks, persistence, broadcast, resyncInterval,
+    /// upgradeInterval, httpUrl}`.
     #[wasm_bindgen(constructor)]
     pub fn new(
         url: &str,
@@ -217,6 +227,9 @@ impl Provider {
                 transport: None,
                 kind: 0,
                 epoch: 0,
+                next_epoch: 0,
+                probe: None,
+                last_probe_ms: 0,
                 status: "disconnected",
                 synced: false,
                 session: SyncSession::new(Role::Client),
@@ -433,11 +446,27 @@ impl Inner {
             if !s.should_connect || s.transport.is_some() {
                 return;
             }
-            s.epoch += 1;
+            s.next_epoch += 1;
+            s.epoch = s.next_epoch;
             s.status = "connecting";
             (self.order[s.kind], s.epoch, s.position)
         };
         self.emit_status();
+        match self.start_transport(kind, epoch, resume) {
+            Ok(t) => self.state.borrow_mut().transport = Some(t),
+            Err(_) => {
+                let me = self.clone();
+                defer(move || me.on_closed(epoch, 1006, "cannot open transport", false));
+            }
+        }
+    }
+
+    fn start_transport(
+        self: &Rc<Self>,
+        kind: TransportKind,
+        epoch: u64,
+        resume: Option<u64>,
+    ) -> Result<Rc<dyn Transport>, JsValue> {
         let target = Target {
             ws_base: self.ws_base.clone(),
             http_base: self.http_base.clone(),
@@ -447,23 +476,60 @@ impl Inner {
             epoch,
             sink: Rc::new(Link(self.weak.clone())),
         };
-        let transport: Result<Rc<dyn Transport>, JsValue> = match kind {
+        match kind {
             TransportKind::WebSocket => {
                 WsTransport::connect(&target).map(|t| t as Rc<dyn Transport>)
             }
             TransportKind::Sse => SseTransport::connect(&target).map(|t| t as Rc<dyn Transport>),
             TransportKind::Poll => Ok(PollTransport::connect(&target) as Rc<dyn Transport>),
-        };
-        match transport {
-            Ok(t) => self.state.borrow_mut().transport = Some(t),
-            Err(_) => {
-                let me = self.clone();
-                defer(move || me.on_closed(epoch, 1006, "cannot open transport", false));
-            }
         }
     }
 
+    /// While on a fallback, tries the preferred transport in the background every
+    /// `upgradeInterval` ms; if it opens, the provider switches to it (socket.io's upgrade).
+    fn probe_upgrade(self: &Rc<Self>, now: u64) {
+        let epoch = {
+            let mut s = self.state.borrow_mut();
+            let on_fallback = s.status == "connected" && self.order[s.kind] != self.order[0];
+            let due = now.saturating_sub(s.last_probe_ms) >= self.options.upgrade_interval as u64;
+            if !on_fallback || s.probe.is_some() || !due {
+                return;
+            }
+            s.last_probe_ms = now;
+            s.next_epoch += 1;
+            s.next_epoch
+        };
+        if let Ok(t) = self.start_transport(self.order[0], epoch, None) {
+            self.state.borrow_mut().probe = Some((epoch, t));
+        }
+    }
+
+    /// The upgrade probe opened: it becomes the connection.
+    fn adopt_probe(&self, epoch: u64) -> bool {
+        let old = {
+            let mut s = self.state.borrow_mut();
+            match s.probe.take() {
+                Some((e, t)) if e == epoch => {
+                    s.epoch = epoch;
+                    s.kind = 0;
+                    s.transport.replace(t)
+                }
+                other => {
+                    s.probe = other;
+                    return false;
+                }
+            }
+        };
+        if let Some(old) = old {
+            old.close();
+        }
+        true
+    }
+
     fn on_open(self: &Rc<Self>, epoch: u64) {
+        if self.state.borrow().epoch != epoch && !self.adopt_probe(epoch) {
+            return;
+        }
         let hello = {
             let mut s = self.state.borrow_mut();
             if s.epoch != epoch {
@@ -476,6 +542,7 @@ impl Inner {
             s.acked = 0;
             s.last_message_ms = now_ms();
             s.last_resync_ms = now_ms();
+            s.last_probe_ms = now_ms();
             let mut frames = vec![codec::encode_step1(&self.doc.state_vector_v1())];
             if let Some(hub) = &self.awareness {
                 let aw = hub.state.borrow();
@@ -574,6 +641,10 @@ impl Inner {
     fn on_closed(self: &Rc<Self>, epoch: u64, code: u16, reason: &str, was_open: bool) {
         let delay = {
             let mut s = self.state.borrow_mut();
+            if s.probe.as_ref().is_some_and(|(e, _)| *e == epoch) {
+                s.probe = None; // the preferred transport still cannot connect
+                return;
+            }
             if s.epoch != epoch {
                 return;
             }
@@ -693,6 +764,7 @@ impl Inner {
             self.state.borrow_mut().last_resync_ms = now;
             self.send(&codec::encode_step1(&self.doc.state_vector_v1()));
         }
+        self.probe_upgrade(now);
         if let Some(hub) = &self.awareness {
             let (changes, renewal) = hub.state.borrow_mut().expire(now);
             if let Some(update) = renewal {
@@ -715,8 +787,11 @@ impl Inner {
     }
 
     fn close_transport(&self, _code: u16, _reason: &str) {
-        let t = self.state.borrow_mut().transport.take();
-        if let Some(t) = t {
+        let (t, probe) = {
+            let mut s = self.state.borrow_mut();
+            (s.transport.take(), s.probe.take())
+        };
+        for t in t.into_iter().chain(probe.map(|(_, p)| p)) {
             t.close();
         }
     }
