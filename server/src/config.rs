@@ -39,14 +39,14 @@ pub struct Config {
     #[arg(long, env = "TANDEM_COMPACT_AFTER_BYTES", default_value_t = 1 << 20)]
     pub compact_after_bytes: usize,
 
-    /// Latest updates each loaded document keeps in memory, so SSE clients resuming with
-    /// `Last-Event-ID` and long-pollers get just what they missed (older positions get the
-    /// whole state).
-    #[arg(long, env = "TANDEM_RESUME_WINDOW_UPDATES", default_value_t = 1000)]
+    /// Durable updates each loaded document also keeps in memory (besides those not yet
+    /// durable), so SSE clients and long-pollers a moment behind catch up without a
+    /// database read; readers further behind are served from the stored log.
+    #[arg(long, env = "TANDEM_RESUME_WINDOW_UPDATES", default_value_t = 64)]
     pub resume_window_updates: usize,
 
-    /// Bytes of those updates at most.
-    #[arg(long, env = "TANDEM_RESUME_WINDOW_BYTES", default_value_t = 1 << 20)]
+    /// Bytes of those durable updates at most.
+    #[arg(long, env = "TANDEM_RESUME_WINDOW_BYTES", default_value_t = 64 << 10)]
     pub resume_window_bytes: usize,
 
     /// Milliseconds between heartbeat comments on an idle SSE stream (proxies drop silent

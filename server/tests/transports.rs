@@ -42,6 +42,18 @@ async fn wait_until(what: &str, cond: impl Fn() -> bool) {
     }
 }
 
+/// Inserts `s` at `pos` (clamped) of the replica's text; returns the update to post.
+fn local_insert(doc: &Mutex<Document>, pos: u32, s: &str) -> Vec<u8> {
+    let doc = doc.lock().unwrap();
+    let text = doc.text("content");
+    doc.edit_with_update(|e| {
+        let pos = pos.min(e.text_len(&text));
+        e.insert(&text, pos, s).unwrap()
+    })
+    .1
+    .unwrap()
+}
+
 /// A replica fed by an SSE stream that posts its own edits over HTTP.
 struct SseClient {
     port: u16,
@@ -106,16 +118,7 @@ impl SseClient {
     }
 
     async fn insert(&self, pos: u32, s: &str) {
-        let update = {
-            let doc = self.doc.lock().unwrap();
-            let text = doc.text("content");
-            doc.edit_with_update(|e| {
-                let pos = pos.min(e.text_len(&text));
-                e.insert(&text, pos, s).unwrap()
-            })
-            .1
-            .unwrap()
-        };
+        let update = local_insert(&self.doc, pos, s);
         let id = self.session.lock().unwrap().unwrap();
         let path = format!("/api/docs/{}/updates?session={id}", self.doc_name);
         let (status, body) = http(self.port, "POST", &path, &update).await;
@@ -191,16 +194,7 @@ impl Poller {
     }
 
     async fn insert(&self, pos: u32, s: &str) {
-        let update = {
-            let doc = self.doc.lock().unwrap();
-            let text = doc.text("content");
-            doc.edit_with_update(|e| {
-                let pos = pos.min(e.text_len(&text));
-                e.insert(&text, pos, s).unwrap()
-            })
-            .1
-            .unwrap()
-        };
+        let update = local_insert(&self.doc, pos, s);
         let path = format!("/api/docs/{}/updates", self.doc_name);
         let (status, _) = http(self.port, "POST", &path, &update).await;
         assert_eq!(status, 200);
@@ -292,26 +286,52 @@ async fn an_sse_client_resuming_with_last_event_id_misses_nothing_and_gets_nothi
     assert_eq!(back.text(), ws.text());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_behind_the_resume_window_gets_the_whole_state() {
-    let server = Server::start(&["--resume-window-updates", "3"]);
-    let ws = Client::connect(&server.acks_url("window")).await;
+/// An SSE client that saw the first update, dropped, and comes back after ten more (all
+/// durable by then): returns the kinds of events it got and the ids of its updates.
+async fn resume_after_ten(server: &Server, doc: &str) -> (Vec<String>, Vec<u64>) {
+    let ws = Client::connect(&server.acks_url(doc)).await;
     ws.insert(0, "a");
-    let sse = SseClient::connect(server.port, "window", Document::new("sse"), None).await;
+    let sse = SseClient::connect(server.port, doc, Document::new("sse"), None).await;
     wait_until("a", || sse.text() == "a").await;
     let last = sse.last_id().unwrap();
     let replica = sse.drop_stream();
     for _ in 0..10 {
         ws.insert(u32::MAX, "b");
     }
-    ws.wait_saved().await; // the server has all ten
-    let back = SseClient::connect(server.port, "window", replica, Some(last)).await;
+    ws.wait_saved().await; // all ten are durable
+    let back = SseClient::connect(server.port, doc, replica, Some(last)).await;
     wait_until("caught up", || back.text() == ws.text()).await;
-    assert!(
-        back.kinds().contains(&"sync".to_owned()),
-        "{:?}",
-        back.kinds()
-    );
+    let updates = back
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.event == "update")
+        .map(|e| e.id.as_ref().unwrap().parse().unwrap())
+        .collect();
+    (back.kinds(), updates)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_behind_the_memory_window_resumes_from_the_stored_log() {
+    // Memory holds only the last 3 durable updates; the other missed ones come from the log.
+    let server = Server::start(&["--resume-window-updates", "3"]);
+    let (kinds, updates) = resume_after_ten(&server, "window").await;
+    assert!(!kinds.contains(&"sync".to_owned()), "{kinds:?}");
+    assert_eq!(updates, (2..=11).collect::<Vec<u64>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_behind_a_compaction_gets_the_whole_state() {
+    let server = Server::start(&[
+        "--resume-window-updates",
+        "3",
+        "--compact-after-updates",
+        "4",
+    ]);
+    let (kinds, updates) = resume_after_ten(&server, "compacted").await;
+    assert!(kinds.contains(&"sync".to_owned()), "{kinds:?}");
+    assert!(updates.is_empty(), "the state replaces them: {updates:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

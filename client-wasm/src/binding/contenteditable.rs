@@ -3,43 +3,28 @@
 //! rewrite the node and restore the local selection on the same text, and remote carets
 //! and selections are absolutely positioned boxes measured with DOM ranges.
 
-use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
-use web_sys::{Event, EventTarget, HtmlElement, Node};
+use web_sys::{EventTarget, HtmlElement, Node};
 
-use super::carets::{caret_element, publish_cursor, remote_cursors, selection_color};
-use super::diff::{apply_delta, splice};
-use crate::awareness::{Awareness, AwarenessHub};
-use crate::doc::observer_key;
-use crate::js::{defer, window};
+use super::carets::{caret_element, remote_cursors, selection_color};
+use super::diff::apply_delta;
+use super::shared::{utf16, Editor, Shared};
+use crate::awareness::Awareness;
+use crate::js::window;
 use crate::text::Text;
 
-type Listener = (EventTarget, &'static str, Closure<dyn FnMut(Event)>);
-
 struct Inner {
-    text: Text,
+    shared: Shared,
     el: HtmlElement,
-    hub: Rc<AwarenessHub>,
-    value: RefCell<Vec<u16>>,
-    suppress: Cell<bool>,
-    key: String,
-    watch: Cell<Option<u32>>,
     layer: HtmlElement,
-    listeners: RefCell<Vec<Listener>>,
-    last_cursor: Cell<Option<(u32, u32)>>,
-    render_scheduled: Cell<bool>,
 }
 
 /// Binds a contenteditable element to a [`Text`] as plain text.
 #[wasm_bindgen]
 pub struct ContentEditableBinding {
     inner: Rc<Inner>,
-}
-
-fn utf16(s: &str) -> Vec<u16> {
-    s.encode_utf16().collect()
 }
 
 #[wasm_bindgen]
@@ -73,17 +58,9 @@ impl ContentEditableBinding {
         }
         let _ = document.body().map(|b| b.append_child(&layer));
         let inner = Rc::new(Inner {
-            text: text.clone(),
+            shared: Shared::new(text, awareness.hub.clone(), "contenteditable", &value),
             el: element,
-            hub: awareness.hub.clone(),
-            value: RefCell::new(utf16(&value)),
-            suppress: Cell::new(false),
-            key: observer_key("contenteditable"),
-            watch: Cell::new(None),
             layer,
-            listeners: RefCell::new(Vec::new()),
-            last_cursor: Cell::new(None),
-            render_scheduled: Cell::new(false),
         });
         inner.attach();
         crate::keepalive::hold(&inner);
@@ -99,64 +76,25 @@ impl ContentEditableBinding {
 
 impl Inner {
     fn attach(self: &Rc<Self>) {
-        let weak = Rc::downgrade(self);
-        self.text
-            .doc
-            .observe_text(&self.text.name, self.key.as_str(), move |delta, _remote| {
-                if let Some(b) = weak.upgrade() {
-                    if !b.suppress.get() {
-                        b.apply_remote(delta);
-                    }
-                }
-            });
+        Shared::attach(self);
+        let Ok(w) = window() else { return };
+        let Some(document) = w.document() else { return };
         let el: EventTarget = self.el.clone().unchecked_into();
-        let doc: EventTarget = match window().ok().and_then(|w| w.document()) {
-            Some(d) => d.unchecked_into(),
-            None => return,
-        };
-        let win: EventTarget = match window() {
-            Ok(w) => w.unchecked_into(),
-            Err(_) => return,
-        };
-        for (target, event) in [
-            (&el, "input"),
-            (&doc, "selectionchange"),
-            (&win, "resize"),
-            (&win, "scroll"),
-        ] {
-            let weak = Rc::downgrade(self);
-            let f = Closure::<dyn FnMut(Event)>::new(move |_e: Event| {
-                if let Some(b) = weak.upgrade() {
-                    match event {
-                        "input" => b.on_input(),
-                        "selectionchange" => b.publish_cursor(),
-                        _ => b.schedule_render(),
-                    }
-                }
-            });
-            let _ = target.add_event_listener_with_callback(event, f.as_ref().unchecked_ref());
-            self.listeners.borrow_mut().push((target.clone(), event, f));
-        }
-        let weak = Rc::downgrade(self);
-        let id = self.hub.watch(Rc::new(move || {
-            if let Some(b) = weak.upgrade() {
-                b.schedule_render();
+        let doc: EventTarget = document.unchecked_into();
+        let win: EventTarget = w.unchecked_into();
+        Shared::listen(self, &el, "input", Inner::on_input);
+        Shared::listen(self, &doc, "selectionchange", |b| {
+            if let Some(sel) = b.selection() {
+                b.shared.publish_cursor(sel);
             }
-        }));
-        self.watch.set(Some(id));
-        self.schedule_render();
+        });
+        for event in ["resize", "scroll"] {
+            Shared::listen(self, &win, event, Shared::schedule_render);
+        }
     }
 
     fn detach(&self) {
-        self.text
-            .doc
-            .unobserve_text(&self.text.name, self.key.as_str());
-        for (target, event, f) in self.listeners.borrow_mut().drain(..) {
-            let _ = target.remove_event_listener_with_callback(event, f.as_ref().unchecked_ref());
-        }
-        if let Some(id) = self.watch.take() {
-            self.hub.unwatch(id);
-        }
+        self.shared.detach();
         self.layer.remove();
     }
 
@@ -209,84 +147,47 @@ impl Inner {
     fn on_input(self: &Rc<Self>) {
         let new = utf16(&self.el.text_content().unwrap_or_default());
         let caret = self.selection().map(|(_, h)| h);
-        let change = splice(&self.value.borrow(), &new, caret);
-        if let Some(s) = change {
-            let insert = String::from_utf16_lossy(&s.insert);
-            self.suppress.set(true);
-            let result = self.text.doc.edit(|e| {
-                e.delete(&self.text.text, s.index, s.delete)?;
-                if insert.is_empty() {
-                    Ok(())
-                } else {
-                    e.insert(&self.text.text, s.index, &insert)
-                }
-            });
-            self.suppress.set(false);
-            if let Err(e) = result {
-                web_sys::console::error_1(&format!("tandem: edit refused: {e}").into());
-            }
+        if let Err(e) = self.shared.local_change(new, caret) {
+            web_sys::console::error_1(&format!("tandem: edit refused: {e}").into());
         }
-        *self.value.borrow_mut() = new;
         // Keep one text node, and the caret where it was.
         if let Some((a, h)) = self.selection() {
             self.text_node();
             self.set_selection(a, h);
+            self.shared.publish_cursor((a, h));
         }
-        self.publish_cursor();
-        self.schedule_render();
+        Shared::schedule_render(self);
     }
 
-    fn apply_remote(self: &Rc<Self>, delta: &[tandem_engine::TextDelta]) {
+    fn patch(self: &Rc<Self>, delta: &[tandem_engine::TextDelta]) {
         let sel = self.selection();
         let mut points = match sel {
             Some((a, h)) => [a, h],
             None => [0, 0],
         };
-        let new = apply_delta(&self.value.borrow(), delta, &mut points);
+        let new = apply_delta(&self.shared.value.borrow(), delta, &mut points);
         let text = String::from_utf16_lossy(&new);
         match self.text_node() {
             Some(node) => node.set_text_content(Some(&text)),
             None => self.el.set_text_content(Some(&text)),
         }
-        *self.value.borrow_mut() = new;
+        *self.shared.value.borrow_mut() = new;
         if sel.is_some() {
             self.set_selection(points[0], points[1]);
         }
-        self.schedule_render();
+        Shared::schedule_render(self);
     }
 
-    fn publish_cursor(self: &Rc<Self>) {
-        if let Some(sel) = self.selection() {
-            publish_cursor(&self.hub, &self.text, sel, &self.last_cursor);
-        }
-    }
-
-    fn schedule_render(self: &Rc<Self>) {
-        if self.render_scheduled.replace(true) {
-            return;
-        }
-        let weak = Rc::downgrade(self);
-        defer(move || {
-            if let Some(b) = weak.upgrade() {
-                b.render_scheduled.set(false);
-                if let Err(e) = b.render() {
-                    web_sys::console::error_1(&e);
-                }
-            }
-        });
-    }
-
-    fn render(&self) -> Result<(), JsValue> {
-        let hub = &self.hub;
+    fn draw(&self) -> Result<(), JsValue> {
         let w = window().map_err(JsValue::from)?;
         let document = w.document().ok_or("no document")?;
         self.layer.set_text_content(None);
         let Some(node) = self.text_node() else {
             return Ok(());
         };
-        let len = self.value.borrow().len() as u32;
+        let len = self.shared.value.borrow().len() as u32;
         let (sx, sy) = (w.scroll_x()?, w.scroll_y()?);
-        for c in remote_cursors(hub, &self.text) {
+        for c in remote_cursors(&self.shared.hub, &self.shared.text) {
             let range = document.create_range()?;
             let (s, e) = c.range();
             range.set_start(&node, s.min(len))?;
@@ -322,10 +223,16 @@ impl Inner {
     }
 }
 
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.text
-            .doc
-            .unobserve_text(&self.text.name, self.key.as_str());
+impl Editor for Inner {
+    fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    fn apply_remote(self: &Rc<Self>, delta: &[tandem_engine::TextDelta]) {
+        self.patch(delta);
+    }
+
+    fn render(&self) -> Result<(), JsValue> {
+        self.draw()
     }
 }

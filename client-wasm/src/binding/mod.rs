@@ -5,4 +5,5 @@ pub mod carets;
 pub mod contenteditable;
 pub mod diff;
 pub mod presence;
+mod shared;
 pub mod textarea;

@@ -3,21 +3,20 @@
 //! without moving the local caret off its text; remote carets and selections are drawn on
 //! a transparent overlay that mirrors the textarea's layout.
 
-use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
-use web_sys::{Event, EventTarget, HtmlElement, HtmlTextAreaElement};
+use web_sys::{EventTarget, HtmlElement, HtmlTextAreaElement};
 
-use super::carets::{caret_element, publish_cursor, remote_cursors, selection_color, RemoteCursor};
-use super::diff::{apply_delta, splice};
-use crate::awareness::{Awareness, AwarenessHub};
-use crate::doc::observer_key;
-use crate::js::{defer, js_err, window};
+use super::carets::{caret_element, remote_cursors, selection_color, RemoteCursor};
+use super::diff::apply_delta;
+use super::shared::{utf16, Editor, Shared};
+use crate::awareness::Awareness;
+use crate::js::{js_err, window};
 use crate::text::Text;
 
 /// Styles copied from the textarea to its overlay, so text wraps at the same places.
-const MIRRORED: [&str; 20] = [
+const MIRRORED: [&str; 21] = [
     "box-sizing",
     "width",
     "height",
@@ -37,36 +36,21 @@ const MIRRORED: [&str; 20] = [
     "padding-left",
     "border-top-width",
     "border-right-width",
+    "border-bottom-width",
     "border-left-width",
 ];
 
-type Listener = (EventTarget, &'static str, Closure<dyn FnMut(Event)>);
-
 struct Inner {
-    text: Text,
+    shared: Shared,
     el: HtmlTextAreaElement,
-    hub: Rc<AwarenessHub>,
-    /// The field's content as last synced with the document.
-    value: RefCell<Vec<u16>>,
-    /// Set while the binding itself edits the document (its observer skips that change).
-    suppress: Cell<bool>,
-    key: String,
-    watch: Cell<Option<u32>>,
     wrapper: HtmlElement,
     overlay: HtmlElement,
-    listeners: RefCell<Vec<Listener>>,
-    last_cursor: Cell<Option<(u32, u32)>>,
-    render_scheduled: Cell<bool>,
 }
 
 /// Binds a textarea to a [`Text`], drawing the remote carets of an [`Awareness`].
 #[wasm_bindgen]
 pub struct TextAreaBinding {
     inner: Rc<Inner>,
-}
-
-fn utf16(s: &str) -> Vec<u16> {
-    s.encode_utf16().collect()
 }
 
 #[wasm_bindgen]
@@ -116,18 +100,10 @@ impl TextAreaBinding {
         let _ = wrapper.append_child(&textarea);
         let _ = wrapper.append_child(&overlay);
         let inner = Rc::new(Inner {
-            text: text.clone(),
+            shared: Shared::new(text, awareness.hub.clone(), "textarea", &value),
             el: textarea,
-            hub: awareness.hub.clone(),
-            value: RefCell::new(utf16(&value)),
-            suppress: Cell::new(false),
-            key: observer_key("textarea"),
-            watch: Cell::new(None),
             wrapper,
             overlay,
-            listeners: RefCell::new(Vec::new()),
-            last_cursor: Cell::new(None),
-            render_scheduled: Cell::new(false),
         });
         inner.attach();
         crate::keepalive::hold(&inner);
@@ -143,51 +119,19 @@ impl TextAreaBinding {
 
 impl Inner {
     fn attach(self: &Rc<Self>) {
-        let weak = Rc::downgrade(self);
-        self.text
-            .doc
-            .observe_text(&self.text.name, self.key.as_str(), move |delta, _remote| {
-                if let Some(b) = weak.upgrade() {
-                    if !b.suppress.get() {
-                        b.apply_remote(delta);
-                    }
-                }
-            });
+        Shared::attach(self);
         let target: EventTarget = self.el.clone().unchecked_into();
-        for event in ["input", "select", "keyup", "mouseup", "focus", "scroll"] {
-            let weak = Rc::downgrade(self);
-            let f = Closure::<dyn FnMut(Event)>::new(move |_e: Event| {
-                if let Some(b) = weak.upgrade() {
-                    match event {
-                        "input" => b.on_input(),
-                        "scroll" => b.sync_scroll(),
-                        _ => b.publish_cursor(),
-                    }
-                }
+        Shared::listen(self, &target, "input", Inner::on_input);
+        Shared::listen(self, &target, "scroll", |b| b.sync_scroll());
+        for event in ["select", "keyup", "mouseup", "focus"] {
+            Shared::listen(self, &target, event, |b| {
+                b.shared.publish_cursor(b.selection())
             });
-            let _ = target.add_event_listener_with_callback(event, f.as_ref().unchecked_ref());
-            self.listeners.borrow_mut().push((target.clone(), event, f));
         }
-        let weak = Rc::downgrade(self);
-        let id = self.hub.watch(Rc::new(move || {
-            if let Some(b) = weak.upgrade() {
-                b.schedule_render();
-            }
-        }));
-        self.watch.set(Some(id));
-        self.schedule_render();
     }
 
     fn detach(&self) {
-        self.text
-            .doc
-            .unobserve_text(&self.text.name, self.key.as_str());
-        for (target, event, f) in self.listeners.borrow_mut().drain(..) {
-            let _ = target.remove_event_listener_with_callback(event, f.as_ref().unchecked_ref());
-        }
-        if let Some(id) = self.watch.take() {
-            self.hub.unwatch(id);
-        }
+        self.shared.detach();
         self.overlay.remove();
         if let Some(parent) = self.wrapper.parent_node() {
             let _ = parent.insert_before(&self.el, Some(&self.wrapper));
@@ -210,38 +154,23 @@ impl Inner {
     fn on_input(self: &Rc<Self>) {
         let new = utf16(&self.el.value());
         let caret = self.el.selection_end().ok().flatten();
-        let change = splice(&self.value.borrow(), &new, caret);
-        if let Some(s) = change {
-            let insert = String::from_utf16_lossy(&s.insert);
-            self.suppress.set(true);
-            let result = self.text.doc.edit(|e| {
-                e.delete(&self.text.text, s.index, s.delete)?;
-                if insert.is_empty() {
-                    Ok(())
-                } else {
-                    e.insert(&self.text.text, s.index, &insert)
-                }
-            });
-            self.suppress.set(false);
-            if let Err(e) = result {
-                web_sys::console::error_1(&format!("tandem: edit refused: {e}").into());
-                // Resynchronise the field from the document rather than diverge.
-                let text = self.text.to_string_js();
-                self.el.set_value(&text);
-                *self.value.borrow_mut() = utf16(&text);
-                return;
-            }
+        if let Err(e) = self.shared.local_change(new, caret) {
+            web_sys::console::error_1(&format!("tandem: edit refused: {e}").into());
+            // Resynchronise the field from the document rather than diverge.
+            let text = self.shared.text.to_string_js();
+            self.el.set_value(&text);
+            *self.shared.value.borrow_mut() = utf16(&text);
+            return;
         }
-        *self.value.borrow_mut() = new;
-        self.publish_cursor();
-        self.schedule_render();
+        self.shared.publish_cursor(self.selection());
+        Shared::schedule_render(self);
     }
 
     /// A remote change: patch the field, keeping our selection on the same text.
-    fn apply_remote(self: &Rc<Self>, delta: &[tandem_engine::TextDelta]) {
+    fn patch(self: &Rc<Self>, delta: &[tandem_engine::TextDelta]) {
         let (anchor, head) = self.selection();
         let mut points = [anchor, head];
-        let new = apply_delta(&self.value.borrow(), delta, &mut points);
+        let new = apply_delta(&self.shared.value.borrow(), delta, &mut points);
         let focused = window()
             .ok()
             .and_then(|w| w.document())
@@ -249,7 +178,7 @@ impl Inner {
             .is_some_and(|a| a == **self.el);
         let scroll = self.el.scroll_top();
         self.el.set_value(&String::from_utf16_lossy(&new));
-        *self.value.borrow_mut() = new;
+        *self.shared.value.borrow_mut() = new;
         let (start, end, dir) = if points[0] <= points[1] {
             (points[0], points[1], "forward")
         } else {
@@ -261,11 +190,7 @@ impl Inner {
             let _ = self.el.set_selection_range(start, end);
         }
         self.el.set_scroll_top(scroll);
-        self.schedule_render();
-    }
-
-    fn publish_cursor(self: &Rc<Self>) {
-        publish_cursor(&self.hub, &self.text, self.selection(), &self.last_cursor);
+        Shared::schedule_render(self);
     }
 
     fn sync_scroll(&self) {
@@ -273,24 +198,8 @@ impl Inner {
         self.overlay.set_scroll_left(self.el.scroll_left());
     }
 
-    fn schedule_render(self: &Rc<Self>) {
-        if self.render_scheduled.replace(true) {
-            return;
-        }
-        let weak = Rc::downgrade(self);
-        defer(move || {
-            if let Some(b) = weak.upgrade() {
-                b.render_scheduled.set(false);
-                if let Err(e) = b.render() {
-                    web_sys::console::error_1(&e);
-                }
-            }
-        });
-    }
-
     /// Redraws remote carets and selections on the overlay.
-    fn render(&self) -> Result<(), JsValue> {
-        let hub = &self.hub;
+    fn draw(&self) -> Result<(), JsValue> {
         let w = window().map_err(JsValue::from)?;
         let document = w.document().ok_or("no document")?;
         if let Some(computed) = w.get_computed_style(&self.el)? {
@@ -298,13 +207,9 @@ impl Inner {
             for prop in MIRRORED {
                 style.set_property(prop, &computed.get_property_value(prop)?)?;
             }
-            style.set_property(
-                "border-bottom-width",
-                &computed.get_property_value("border-bottom-width")?,
-            )?;
         }
-        let cursors = remote_cursors(hub, &self.text);
-        let value = self.value.borrow();
+        let cursors = remote_cursors(&self.shared.hub, &self.shared.text);
+        let value = self.shared.value.borrow();
         self.overlay.set_text_content(None);
         let content: HtmlElement = document.create_element("div")?.unchecked_into();
         // Cut the text at every selection boundary and caret.
@@ -352,7 +257,7 @@ impl Inner {
         cursors: &[RemoteCursor],
         at: u32,
     ) -> Result<(), JsValue> {
-        let len = self.value.borrow().len() as u32;
+        let len = self.shared.value.borrow().len() as u32;
         for c in cursors.iter().filter(|c| c.head.min(len) == at) {
             content.append_child(&caret_element(document, c)?.into())?;
         }
@@ -360,10 +265,16 @@ impl Inner {
     }
 }
 
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.text
-            .doc
-            .unobserve_text(&self.text.name, self.key.as_str());
+impl Editor for Inner {
+    fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    fn apply_remote(self: &Rc<Self>, delta: &[tandem_engine::TextDelta]) {
+        self.patch(delta);
+    }
+
+    fn render(&self) -> Result<(), JsValue> {
+        self.draw()
     }
 }

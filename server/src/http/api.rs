@@ -106,6 +106,14 @@ pub fn api_error(e: ApiError) -> Response<Body> {
     error(status, e)
 }
 
+/// The update log's origin of an HTTP request: `http <peer>`.
+pub fn origin_of(peer: Option<PeerAddr>) -> Arc<str> {
+    match peer {
+        Some(p) => format!("http {}", p.0).into(),
+        None => "http".into(),
+    }
+}
+
 async fn list(state: AppState) -> Response<Body> {
     match state.registry.store().list().await {
         Ok(docs) => json(StatusCode::OK, &json!({ "documents": docs })),
@@ -156,7 +164,7 @@ async fn export(name: String, state: AppState) -> Response<Body> {
         .request(&name, |reply| Command::State { reply })
         .await
     {
-        Ok(update) => Response::builder()
+        Ok((_seq, update)) => Response::builder()
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, "application/octet-stream")
             .body(update)
@@ -177,10 +185,7 @@ async fn import(
             "empty body: expected a binary v1 update",
         );
     }
-    let origin: Arc<str> = match peer {
-        Some(p) => format!("http {}", p.0).into(),
-        None => "http".into(),
-    };
+    let origin = origin_of(peer);
     match state
         .registry
         .request(&name, |reply| Command::Post {

@@ -1,6 +1,7 @@
 //! HTTP routing (warp filters only: matching, extraction, status codes).
 
 pub mod api;
+pub mod catchup;
 pub mod demo;
 pub mod doc_name;
 pub mod health;

@@ -18,6 +18,7 @@ use warp::hyper::body::Bytes as Body;
 use warp::Filter;
 
 use crate::http::api::{api_error, doc_path, json};
+use crate::http::catchup;
 use crate::hub::command::Command;
 use crate::state::AppState;
 
@@ -76,14 +77,18 @@ async fn poll(state: AppState, name: String, query: PollQuery) -> Response<Body>
             )
         }
     };
+    let catchup = match catchup::complete(&state, &name, batch.catchup).await {
+        Ok(c) => c,
+        Err(e) => return api_error(e),
+    };
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     json(
         StatusCode::OK,
         &json!({
-            "since": batch.since,
+            "since": catchup::reached(&catchup).max(batch.since),
             "aw": batch.aw,
-            "updates": batch.updates.iter().map(|u| b64(u)).collect::<Vec<_>>(),
-            "state": batch.state.as_deref().map(b64),
+            "updates": catchup.updates.iter().map(|(_, u)| b64(u)).collect::<Vec<_>>(),
+            "state": catchup.state.as_ref().map(|(_, s)| b64(s)),
             "awareness": batch.awareness.as_deref().map(b64),
             "state_vector": batch.state_vector.as_deref().map(b64),
         }),

@@ -11,7 +11,6 @@
 //! JSON error and changes nothing.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::json;
@@ -19,7 +18,7 @@ use warp::http::{Response, StatusCode};
 use warp::hyper::body::Bytes as Body;
 use warp::Filter;
 
-use crate::http::api::{api_error, doc_path, error, json};
+use crate::http::api::{api_error, doc_path, error, json, origin_of};
 use crate::http::ws::PeerAddr;
 use crate::hub::command::{Command, PostBody};
 use crate::state::AppState;
@@ -73,10 +72,7 @@ async fn post(
             )
         }
     };
-    let origin: Arc<str> = match peer {
-        Some(p) => format!("http {}", p.0).into(),
-        None => "http".into(),
-    };
+    let origin = origin_of(peer);
     match state
         .registry
         .request(&name, |reply| Command::Post {

@@ -15,10 +15,13 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use futures_util::{stream, Stream, StreamExt};
+use tandem_engine::protocol::codec;
 use tandem_engine::yrs::updates::encoder::Encode;
 use tandem_engine::{Message, SyncMessage};
 use tokio::sync::{mpsc, oneshot};
@@ -27,6 +30,7 @@ use warp::sse::Event;
 use warp::{Filter, Reply};
 
 use crate::http::api::{doc_path, error};
+use crate::http::catchup;
 use crate::http::ws::PeerAddr;
 use crate::hub::command::{Command, Out, Outbox};
 use crate::hub::connection::{self, ConnectionGuard};
@@ -88,6 +92,7 @@ fn events(
     let (frames, rx) = mpsc::channel(state.config.outbox_frames.max(1));
     let (close_tx, close) = oneshot::channel();
     let peer = peer.map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |p| p.0);
+    let (reply, subscribed) = oneshot::channel();
     let subscribe = Command::Subscribe {
         conn,
         peer,
@@ -96,11 +101,15 @@ fn events(
             close: close_tx,
         },
         since,
+        reply,
     };
+    // Updates the catch-up already delivered arrive live too: skip them.
+    let caught_up = Arc::new(AtomicU64::new(0));
     let feed = Feed {
         rx,
         close,
         ended: false,
+        caught_up: caught_up.clone(),
         _leave: Leave {
             handle: handle.clone(),
             conn,
@@ -108,14 +117,41 @@ fn events(
             _guard: guard,
         },
     };
-    let first = stream::once(async move {
-        match handle.send(subscribe).await {
-            Ok(()) => Some(Event::default().event("session").data(conn.to_string())),
-            Err(_) => None,
-        }
-    })
-    .filter_map(|e| async move { e.map(Ok::<_, Infallible>) });
     let heartbeat = Duration::from_millis(state.config.sse_heartbeat_ms.max(100));
+    let state = state.clone();
+    let name = name.to_owned();
+    // The catch-up runs as a task of its own: the body stream must be `Sync`, and the
+    // store's futures are not.
+    let catching_up = tokio::spawn(async move {
+        if handle.send(subscribe).await.is_err() {
+            return Vec::new();
+        }
+        let Ok(Ok(start)) = subscribed.await else {
+            return Vec::new();
+        };
+        let Ok(catchup) = catchup::complete(&state, &name, start.catchup).await else {
+            return Vec::new();
+        };
+        let reached = catchup::reached(&catchup);
+        caught_up.store(reached, Ordering::Release);
+        let mut events = vec![Event::default().event("session").data(conn.to_string())];
+        if let Some((seq, whole)) = &catchup.state {
+            events.push(event(*seq, "sync", whole));
+        }
+        for (seq, update) in &catchup.updates {
+            events.push(event(*seq, "update", update));
+        }
+        events.push(event(reached, "state-vector", &start.state_vector));
+        if let Some(frame) = start.awareness {
+            events.extend(event_of(&Out {
+                seq: reached,
+                frame,
+            }));
+        }
+        events
+    });
+    let first = stream::once(async move { catching_up.await.unwrap_or_default() })
+        .flat_map(|events| stream::iter(events.into_iter().map(Ok::<_, Infallible>)));
     let body = warp::sse::keep_alive()
         .interval(heartbeat)
         .text("heartbeat")
@@ -128,6 +164,8 @@ struct Feed {
     rx: mpsc::Receiver<Out>,
     close: oneshot::Receiver<Close>,
     ended: bool,
+    /// The sequence number the catch-up reached (live updates up to it are skipped).
+    caught_up: Arc<AtomicU64>,
     /// Held for its Drop: tells the document when the stream goes.
     _leave: Leave,
 }
@@ -143,6 +181,10 @@ impl Feed {
                     biased;
                     out = feed.rx.recv() => match out {
                         Some(out) => {
+                            let seen = out.seq <= feed.caught_up.load(Ordering::Acquire);
+                            if seen && out.frame.starts_with(UPDATE_PREFIX) {
+                                continue;
+                            }
                             if let Some(event) = event_of(&out) {
                                 return Some((Ok(event), feed));
                             }
@@ -178,6 +220,17 @@ impl Drop for Leave {
             drop(lease);
         });
     }
+}
+
+/// How a sync update frame starts.
+const UPDATE_PREFIX: &[u8] = &[codec::MSG_SYNC as u8, codec::SYNC_UPDATE as u8];
+
+/// One event with its sequence number and a base64 payload.
+fn event(seq: u64, kind: &str, payload: &[u8]) -> Event {
+    Event::default()
+        .id(seq.to_string())
+        .event(kind)
+        .data(base64::engine::general_purpose::STANDARD.encode(payload))
 }
 
 /// The SSE event for one outgoing frame (frames SSE has no use for give none).

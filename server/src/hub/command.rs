@@ -49,7 +49,7 @@ pub enum Command {
     /// The whole document as one v1 update (`GET /api/docs/{doc}/state`).
     State {
         /// Where to answer.
-        reply: Reply<Bytes>,
+        reply: Reply<(u64, Bytes)>,
     },
     /// An SSE client subscribed: send it what it missed since `since` (or the whole
     /// state), the document's state vector and the presence, then every change.
@@ -62,6 +62,8 @@ pub enum Command {
         outbox: Outbox,
         /// The last sequence number it has (`Last-Event-ID`).
         since: Option<u64>,
+        /// Where to answer with what it missed; everything after arrives in `outbox`.
+        reply: Reply<Subscribed>,
     },
     /// An update or presence sent over HTTP (`POST …/updates`, `…/awareness`, `…/state`),
     /// applied exactly like the same message on a WebSocket.
@@ -157,15 +159,40 @@ pub struct Posted {
     pub saved: bool,
 }
 
+/// What a reader at some sequence number missed, as far as the actor holds it.
+#[derive(Debug, Clone, Default)]
+pub struct Catchup {
+    /// Held updates after the reader's position, in order, with their numbers.
+    pub updates: Vec<(u64, Bytes)>,
+    /// Set when updates between the reader's position (this value) and the first of
+    /// `updates` are no longer in memory: the stored log has them, unless compaction
+    /// folded them away.
+    pub log_after: Option<u64>,
+    /// The whole document and the sequence number it includes, for a reader with no
+    /// position (or ahead of the document).
+    pub state: Option<(u64, Bytes)>,
+    /// The document's latest sequence number when this was taken.
+    pub last_seq: u64,
+}
+
+/// The start of an SSE subscription.
+#[derive(Debug, Clone)]
+pub struct Subscribed {
+    /// What the subscriber missed.
+    pub catchup: Catchup,
+    /// The document's v1 state vector (the client posts what the server lacks).
+    pub state_vector: Bytes,
+    /// Every presence state, as an awareness frame, if there is any.
+    pub awareness: Option<Bytes>,
+}
+
 /// What a long-poller missed.
 #[derive(Debug, Clone, Default)]
 pub struct PollBatch {
     /// The sequence number to poll from next.
     pub since: u64,
-    /// The updates after the poller's `since`, in order.
-    pub updates: Vec<Bytes>,
-    /// The whole document as one v1 update, when the updates it missed are no longer held.
-    pub state: Option<Bytes>,
+    /// The updates it missed.
+    pub catchup: Catchup,
     /// Every presence state (a y-protocols awareness update) if it changed since `aw`.
     pub awareness: Option<Bytes>,
     /// The presence version to poll from next.

@@ -22,7 +22,8 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::hub::command::{
-    ApiError, Command, DocInfo, Out, Outbox, PollBatch, PostBody, Posted, Reply,
+    ApiError, Catchup, Command, DocInfo, Out, Outbox, PollBatch, PostBody, Posted, Reply,
+    Subscribed,
 };
 use crate::hub::doc_load::{self, Loaded};
 use crate::hub::durability::Durability;
@@ -182,8 +183,9 @@ async fn fail_all(
             Command::State { reply } => {
                 let _ = reply.send(Err(unavailable()));
             }
-            Command::Subscribe { outbox, .. } => {
+            Command::Subscribe { outbox, reply, .. } => {
                 let _ = outbox.close.send(close.clone());
+                let _ = reply.send(Err(unavailable()));
             }
             Command::Post { reply, .. } => {
                 let _ = reply.send(Err(unavailable()));
@@ -211,7 +213,7 @@ impl DocActor {
             env.config.resume_window_bytes,
         );
         for (seq, update) in loaded.recent {
-            recent.push(seq, update);
+            recent.push(seq, update, loaded.last_seq);
         }
         Self {
             doc: loaded.doc,
@@ -303,15 +305,15 @@ impl DocActor {
                 let _ = reply.send(Ok(self.inspect(&root)));
             }
             Command::State { reply } => {
-                let state = self.full_state();
-                let _ = reply.send(Ok(state.frame.slice(state.payload_at..)));
+                let _ = reply.send(Ok(self.state_with_seq()));
             }
             Command::Subscribe {
                 conn,
                 peer,
                 outbox,
                 since,
-            } => self.subscribe(conn, peer, outbox, since),
+                reply,
+            } => self.subscribe(conn, peer, outbox, since, reply),
             Command::Post {
                 body,
                 session,
@@ -434,14 +436,17 @@ impl DocActor {
         origin: &Arc<str>,
         started: Instant,
     ) {
-        if let Some(update) = outcome.applied {
+        if let Some(mut update) = outcome.applied {
             metrics::histogram!("tandem_update_apply_seconds")
                 .record(started.elapsed().as_secs_f64());
+            // yrs' encoder leaves spare capacity (about 1 KiB) in the vector; the update is
+            // kept in the resume window and the writer's queue, so keep only its bytes.
+            update.shrink_to_fit();
             let update = Bytes::from(update);
             self.full_state = None;
             self.doc_bytes += update.len();
             let seq = self.durability.record(&self.doc, update.clone(), origin);
-            self.recent.push(seq, update);
+            self.recent.push(seq, update, self.durability.saved_seq());
         }
         if let Some(id) = from {
             for frame in outcome.reply {
@@ -457,9 +462,17 @@ impl DocActor {
         }
     }
 
-    /// An SSE subscription: what it missed (or the whole state), our state vector (so the
-    /// client can post what we lack), the presence; then it gets every broadcast.
-    fn subscribe(&mut self, id: ConnId, peer: SocketAddr, outbox: Outbox, since: Option<u64>) {
+    /// An SSE subscription: answers with what it missed (as far as memory holds it), our
+    /// state vector (so the client can post what we lack) and the presence; from now on it
+    /// gets every broadcast.
+    fn subscribe(
+        &mut self,
+        id: ConnId,
+        peer: SocketAddr,
+        outbox: Outbox,
+        since: Option<u64>,
+        reply: Reply<Subscribed>,
+    ) {
         self.conns.insert(
             id,
             Conn {
@@ -470,31 +483,44 @@ impl DocActor {
                 acks: None,
             },
         );
-        let last = self.durability.last_seq();
-        let missed: Option<Vec<(u64, Bytes)>> =
-            since.and_then(|s| self.recent.after(s, last)).map(|it| {
-                it.map(|(seq, u)| (*seq, Bytes::from(codec::encode_update(u))))
-                    .collect()
-            });
-        match missed {
-            Some(frames) => {
-                for (seq, frame) in frames {
-                    self.send_seq(id, seq, frame);
+        let subscribed = Subscribed {
+            catchup: self.catchup(since),
+            state_vector: Bytes::from(self.doc.state_vector_v1()),
+            awareness: (!self.awareness.is_empty())
+                .then(|| Bytes::from(self.awareness.encode_all().encode_frame())),
+        };
+        let _ = reply.send(Ok(subscribed));
+        debug!(doc = %self.name, %peer, conn = id, ?since, "SSE subscribed");
+    }
+
+    /// What a reader at `since` missed: held updates, a pointer to the stored log for what
+    /// memory no longer holds, or the whole state for a reader with no position (0 or
+    /// none) or ahead of the document.
+    fn catchup(&mut self, since: Option<u64>) -> Catchup {
+        let last_seq = self.durability.last_seq();
+        match since {
+            Some(s) if s <= last_seq && (s > 0 || last_seq == 0) => {
+                let (updates, complete) = self.recent.after(s, last_seq);
+                Catchup {
+                    updates,
+                    log_after: (!complete).then_some(s),
+                    state: None,
+                    last_seq,
                 }
             }
-            None => {
-                let frame = self.full_state().frame.clone();
-                self.send_to(id, frame);
-            }
+            _ => Catchup {
+                state: Some(self.state_with_seq()),
+                last_seq,
+                ..Catchup::default()
+            },
         }
-        self.send_to(
-            id,
-            Bytes::from(codec::encode_step1(&self.doc.state_vector_v1())),
-        );
-        if !self.awareness.is_empty() {
-            self.send_to(id, Bytes::from(self.awareness.encode_all().encode_frame()));
-        }
-        debug!(doc = %self.name, %peer, conn = id, ?since, "SSE subscribed");
+    }
+
+    /// The whole document as one v1 update, and the sequence number it includes.
+    fn state_with_seq(&mut self) -> (u64, Bytes) {
+        let seq = self.durability.last_seq();
+        let state = self.full_state();
+        (seq, state.frame.slice(state.payload_at..))
     }
 
     /// A document or presence update posted over HTTP, handled by the protocol session of
@@ -588,24 +614,11 @@ impl DocActor {
     }
 
     fn poll_batch(&mut self, since: u64, aw: u64) -> PollBatch {
-        let last = self.durability.last_seq();
-        let updates: Option<Vec<Bytes>> = self
-            .recent
-            .after(since, last)
-            .map(|it| it.map(|(_, u)| u.clone()).collect());
-        let (updates, state) = match updates {
-            Some(u) => (u, None),
-            None => {
-                let full = self.full_state();
-                (Vec::new(), Some(full.frame.slice(full.payload_at..)))
-            }
-        };
         let awareness = (aw != self.awareness_version)
             .then(|| Bytes::from(self.awareness.encode_all().encode()));
         PollBatch {
-            since: last,
-            updates,
-            state,
+            since: self.durability.last_seq(),
+            catchup: self.catchup(Some(since)),
             awareness,
             aw: self.awareness_version,
             state_vector: None,
@@ -635,6 +648,7 @@ impl DocActor {
 
     /// More of the log is durable: answer the acknowledgements and posts it covers.
     fn on_saved(&mut self) {
+        self.recent.trim(self.durability.saved_seq());
         self.settle_acks(None);
         self.settle_posts();
     }

@@ -1,12 +1,14 @@
-//! The latest updates of a document with their sequence numbers, kept by its actor so an
-//! SSE client resuming with `Last-Event-ID` or a long-poller asking `since=N` gets exactly
-//! what it missed, without a database read. Older positions get the whole state instead.
+//! The latest updates of a document with their sequence numbers, kept by its actor: every
+//! update not yet durable (the store cannot serve those) plus a few durable ones, so an SSE
+//! client resuming with `Last-Event-ID` or a long-poller a moment behind gets what it
+//! missed without a database read. Readers further behind are served from the stored log
+//! (see `http::catchup`), or with the whole state once compaction has folded the log.
 
 use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-/// A bounded window of the most recent updates (oldest dropped first).
+/// A bounded window of the most recent updates (oldest durable ones dropped first).
 #[derive(Debug)]
 pub struct Recent {
     entries: VecDeque<(u64, Bytes)>,
@@ -16,19 +18,20 @@ pub struct Recent {
 }
 
 impl Recent {
-    /// An empty window holding at most `max_entries` updates and `max_bytes` bytes (the
-    /// latest update is always held, whatever its size).
+    /// An empty window keeping at most `max_entries` updates and `max_bytes` bytes of
+    /// durable ones (updates not yet durable are always kept).
     pub fn new(max_entries: usize, max_bytes: usize) -> Self {
         Self {
             entries: VecDeque::new(),
             bytes: 0,
-            max_entries: max_entries.max(1),
+            max_entries,
             max_bytes,
         }
     }
 
-    /// Adds the update numbered `seq` (one more than the previous one).
-    pub fn push(&mut self, seq: u64, update: Bytes) {
+    /// Adds the update numbered `seq` (one more than the previous one); `saved` is the
+    /// highest durable sequence number.
+    pub fn push(&mut self, seq: u64, update: Bytes, saved: u64) {
         if self
             .entries
             .back()
@@ -40,31 +43,37 @@ impl Recent {
         }
         self.bytes += update.len();
         self.entries.push_back((seq, update));
-        while self.entries.len() > 1
-            && (self.entries.len() > self.max_entries || self.bytes > self.max_bytes)
-        {
-            if let Some((_, old)) = self.entries.pop_front() {
-                self.bytes -= old.len();
+        self.trim(saved);
+    }
+
+    /// Drops the oldest durable updates beyond the bounds.
+    pub fn trim(&mut self, saved: u64) {
+        while self.entries.len() > self.max_entries || self.bytes > self.max_bytes {
+            match self.entries.front() {
+                Some((seq, _)) if *seq <= saved => {
+                    if let Some((_, old)) = self.entries.pop_front() {
+                        self.bytes -= old.len();
+                    }
+                }
+                _ => break,
             }
         }
     }
 
-    /// The updates after `since`, if the window still holds all of them; `None` means
-    /// the reader must take the whole state. `last_seq` is the document's latest number.
-    pub fn after(&self, since: u64, last_seq: u64) -> Option<impl Iterator<Item = &(u64, Bytes)>> {
-        if since > last_seq {
-            return None; // a reader ahead of us saw another incarnation of the document
+    /// The held updates after `since`, and whether they are all of them (`false`: some
+    /// between `since` and the first one returned are no longer held, or `since` is ahead
+    /// of `last_seq`, the document's latest number).
+    pub fn after(&self, since: u64, last_seq: u64) -> (Vec<(u64, Bytes)>, bool) {
+        if since >= last_seq {
+            return (Vec::new(), since == last_seq);
         }
-        let skip = if since == last_seq {
-            self.entries.len()
-        } else {
-            let first = self.entries.front()?.0;
-            if since + 1 < first {
-                return None;
-            }
-            (since + 1 - first) as usize
+        let first = match self.entries.front() {
+            Some((first, _)) => *first,
+            None => return (Vec::new(), false),
         };
-        Some(self.entries.iter().skip(skip))
+        let skip = (since + 1).saturating_sub(first) as usize;
+        let updates = self.entries.iter().skip(skip).cloned().collect();
+        (updates, since + 1 >= first)
     }
 }
 
@@ -72,35 +81,48 @@ impl Recent {
 mod tests {
     use super::*;
 
-    fn seqs(r: &Recent, since: u64, last: u64) -> Option<Vec<u64>> {
-        r.after(since, last).map(|it| it.map(|(s, _)| *s).collect())
+    fn seqs(r: &Recent, since: u64, last: u64) -> (Vec<u64>, bool) {
+        let (updates, complete) = r.after(since, last);
+        (updates.iter().map(|(s, _)| *s).collect(), complete)
     }
 
     #[test]
-    fn serves_what_it_holds_and_refuses_the_rest() {
+    fn serves_what_it_holds_and_says_when_that_is_not_everything() {
         let mut r = Recent::new(3, 1 << 20);
-        assert_eq!(seqs(&r, 0, 0), Some(vec![]));
-        assert_eq!(seqs(&r, 0, 5), None, "nothing held, something missed");
+        assert_eq!(seqs(&r, 0, 0), (vec![], true));
+        assert_eq!(
+            seqs(&r, 0, 5),
+            (vec![], false),
+            "nothing held, something missed"
+        );
         for seq in 1..=5 {
-            r.push(seq, Bytes::from_static(b"u"));
+            r.push(seq, Bytes::from_static(b"u"), 5);
         }
-        assert_eq!(seqs(&r, 2, 5), Some(vec![3, 4, 5]));
-        assert_eq!(seqs(&r, 4, 5), Some(vec![5]));
-        assert_eq!(seqs(&r, 5, 5), Some(vec![]));
-        assert_eq!(seqs(&r, 1, 5), None, "seq 2 was dropped");
-        assert_eq!(seqs(&r, 9, 5), None, "ahead of the document");
+        assert_eq!(seqs(&r, 2, 5), (vec![3, 4, 5], true));
+        assert_eq!(seqs(&r, 4, 5), (vec![5], true));
+        assert_eq!(seqs(&r, 5, 5), (vec![], true));
+        assert_eq!(seqs(&r, 1, 5), (vec![3, 4, 5], false), "seq 2 was dropped");
+        assert_eq!(seqs(&r, 9, 5), (vec![], false), "ahead of the document");
     }
 
     #[test]
-    fn bytes_bound_the_window_but_keep_the_latest() {
-        let mut r = Recent::new(100, 10);
-        r.push(1, Bytes::from(vec![0; 6]));
-        r.push(2, Bytes::from(vec![0; 6]));
-        assert_eq!(seqs(&r, 1, 2), Some(vec![2]));
-        assert_eq!(seqs(&r, 0, 2), None);
-        r.push(3, Bytes::from(vec![0; 50]));
-        assert_eq!(seqs(&r, 2, 3), Some(vec![3]));
-        r.push(7, Bytes::from_static(b"gap"));
-        assert_eq!(seqs(&r, 3, 7), None, "a gap restarts the window");
+    fn updates_not_yet_durable_are_never_dropped() {
+        let mut r = Recent::new(2, 10);
+        for seq in 1..=6 {
+            r.push(seq, Bytes::from(vec![0; 6]), 1);
+        }
+        assert_eq!(seqs(&r, 1, 6), (vec![2, 3, 4, 5, 6], true));
+        r.trim(6);
+        assert_eq!(
+            seqs(&r, 0, 6),
+            (vec![6], false),
+            "once durable, the bounds apply"
+        );
+        r.push(9, Bytes::from_static(b"gap"), 9);
+        assert_eq!(
+            seqs(&r, 6, 9),
+            (vec![9], false),
+            "a gap restarts the window"
+        );
     }
 }

@@ -147,7 +147,13 @@ impl Store for PgStore {
                         .push_bind(&*a.origin);
                 });
                 q.push(" ON CONFLICT (doc_id, seq) DO NOTHING");
-                q.build().execute(&mut *tx).await.map_err(err)?;
+                // Not cached: the statement differs with every batch size, and each
+                // cached one holds memory on every connection.
+                q.build()
+                    .persistent(false)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
             }
             if let Some(s) = &w.snapshot {
                 sqlx::query(
