@@ -307,3 +307,25 @@ async fn an_idle_document_leaves_memory_once_saved_and_comes_back_from_the_store
         assert_eq!(b.text(), "still here", "{backend}");
     }
 }
+
+#[tokio::test]
+async fn the_migrate_subcommand_creates_the_schema_on_both_backends_and_exits() {
+    for (backend, url, _keep) in each_backend().await {
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_tandem-server"))
+            .args(["migrate", "--database-url", &url])
+            .env("RUST_LOG", "warn")
+            .status()
+            .unwrap();
+        assert!(status.success(), "{backend}: {status:?}");
+        // The schema is there: a store opened without migrating can list documents.
+        let store = tandem_server::store::open(&url).await.unwrap();
+        assert!(store.list().await.unwrap().is_empty(), "{backend}");
+        let bad = std::process::Command::new(env!("CARGO_BIN_EXE_tandem-server"))
+            .args(["migrate", "--database-url", "mysql://nope"])
+            .env("RUST_LOG", "off")
+            .output()
+            .unwrap();
+        assert!(!bad.status.success());
+        assert!(String::from_utf8_lossy(&bad.stderr).contains("DATABASE_URL"));
+    }
+}
