@@ -244,3 +244,21 @@ test('a provider on a fallback upgrades to WebSocket when it becomes reachable',
   const res = await fetch(`${server.url}/api/docs/upgrade`)
   assert.equal((await res.json()).text, 'on sse. on websocket.')
 })
+
+test('two tabs of one offline browser still edit together through the BroadcastChannel', async (t) => {
+  const server = await startServer(t)
+  const browser = await launch(t)
+  const context = await browser.newContext()
+  const a = await editorPage(context, server, 'tabs')
+  const b = await editorPage(context, server, 'tabs')
+  await context.setOffline(true)
+  for (const page of [a, b]) {
+    await until(page, () => window.tandem.provider.status !== 'connected', null, 'offline')
+  }
+  await typeAt(a, 0, 'tab to tab, no server')
+  await until(b, (v) => document.getElementById('editor').value === v, 'tab to tab, no server', 'b gets it from a')
+  await context.setOffline(false)
+  await until(a, () => window.tandem.provider.saved, null, 'saved once back online')
+  const res = await fetch(`${server.url}/api/docs/tabs`)
+  assert.equal((await res.json()).text, 'tab to tab, no server')
+})
