@@ -107,7 +107,7 @@ struct State {
 
 struct Inner {
     doc: Document,
-    awareness: Option<Rc<AwarenessHub>>,
+    awareness: Rc<AwarenessHub>,
     ws_base: String,
     http_base: String,
     name: String,
@@ -197,7 +197,7 @@ impl Provider {
         } else {
             Options::default()
         };
-        let awareness = Some(awareness.hub.clone());
+        let awareness = awareness.hub.clone();
         let order: Vec<TransportKind> = options
             .transports
             .iter()
@@ -336,7 +336,8 @@ impl Inner {
                     p.on_local_update(update);
                 }
             });
-        if let Some(hub) = &self.awareness {
+        {
+            let hub = &self.awareness;
             let weak = self.weak.clone();
             hub.set_outgoing(Some(Box::new(move |update| {
                 if let Some(p) = weak.upgrade() {
@@ -435,7 +436,7 @@ impl Inner {
                 }
             }
         }
-        self.close_transport(1000, "reconnecting");
+        self.close_transport();
         self.open();
     }
 
@@ -544,7 +545,8 @@ impl Inner {
             s.last_resync_ms = now_ms();
             s.last_probe_ms = now_ms();
             let mut frames = vec![codec::encode_step1(&self.doc.state_vector_v1())];
-            if let Some(hub) = &self.awareness {
+            {
+                let hub = &self.awareness;
                 let aw = hub.state.borrow();
                 if aw.local_state().is_some() {
                     frames.push(aw.encode(&[aw.client_id()]).encode_frame());
@@ -574,16 +576,11 @@ impl Inner {
                 return;
             }
             s.last_message_ms = now_ms();
-            let mut scratch;
-            let mut hub_state = self.awareness.as_ref().map(|h| h.state.borrow_mut());
-            let awareness = match hub_state.as_deref_mut() {
-                Some(aw) => aw,
-                None => {
-                    scratch = tandem_engine::Awareness::new(self.doc.client_id());
-                    &mut scratch
-                }
-            };
-            match s.session.handle(&self.doc, awareness, &message, now_ms()) {
+            let mut awareness = self.awareness.state.borrow_mut();
+            match s
+                .session
+                .handle(&self.doc, &mut awareness, &message, now_ms())
+            {
                 Ok(o) => o,
                 Err(e) => {
                     web_sys::console::warn_1(&format!("tandem: {e}").into());
@@ -594,7 +591,8 @@ impl Inner {
         for reply in &outcome.reply {
             self.send(reply);
         }
-        if let Some(hub) = &self.awareness {
+        {
+            let hub = &self.awareness;
             hub.notify(&outcome.awareness, "remote");
         }
         if outcome.synced {
@@ -615,7 +613,7 @@ impl Inner {
         if self.state.borrow().epoch != epoch {
             return;
         }
-        let Some(hub) = &self.awareness else { return };
+        let hub = &self.awareness;
         let Ok(update) = tandem_engine::AwarenessUpdate::decode(update) else {
             return;
         };
@@ -756,7 +754,7 @@ impl Inner {
             )
         };
         if silent {
-            self.close_transport(1006, "no message for 30 s");
+            self.close_transport();
             self.on_closed(epoch, 1006, "no message for 30 s", true);
             return;
         }
@@ -765,7 +763,8 @@ impl Inner {
             self.send(&codec::encode_step1(&self.doc.state_vector_v1()));
         }
         self.probe_upgrade(now);
-        if let Some(hub) = &self.awareness {
+        {
+            let hub = &self.awareness;
             let (changes, renewal) = hub.state.borrow_mut().expire(now);
             if let Some(update) = renewal {
                 self.send(&update.encode_frame());
@@ -781,12 +780,12 @@ impl Inner {
             }
         } else {
             let epoch = self.state.borrow().epoch;
-            self.close_transport(1006, "browser offline");
+            self.close_transport();
             self.on_closed(epoch, 1006, "browser offline", true);
         }
     }
 
-    fn close_transport(&self, _code: u16, _reason: &str) {
+    fn close_transport(&self) {
         let (t, probe) = {
             let mut s = self.state.borrow_mut();
             (s.transport.take(), s.probe.take())
@@ -807,12 +806,13 @@ impl Inner {
             }
             s.epoch
         };
-        self.close_transport(1000, "disconnect");
+        self.close_transport();
         self.on_closed(epoch, 1000, "disconnect", true);
     }
 
     fn destroy(self: &Rc<Self>) {
-        if let Some(hub) = &self.awareness {
+        {
+            let hub = &self.awareness;
             let update = {
                 let mut aw = hub.state.borrow_mut();
                 let me = aw.client_id();
@@ -845,7 +845,7 @@ impl Inner {
 
     /// Drops every remote presence state: with no connection we cannot know who is here.
     fn forget_remote_presence(&self) {
-        let Some(hub) = &self.awareness else { return };
+        let hub = &self.awareness;
         let changes = {
             let mut aw = hub.state.borrow_mut();
             let me = aw.client_id();
