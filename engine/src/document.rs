@@ -275,8 +275,8 @@ impl Document {
     /// of the document wait for updates it has not seen.
     ///
     /// Each update gets a transaction of its own: yrs integrates a long log several times
-    /// faster that way than inside one transaction (2.2 s against 0.35 s for the 259,778
-    /// updates of the automerge-paper trace), and merging them first is quadratic.
+    /// faster that way than inside one transaction (the per-transaction bookkeeping grows
+    /// with everything the transaction touched), and merging them first is quadratic.
     pub fn apply_updates_v1<'u>(
         &self,
         updates: impl IntoIterator<Item = &'u [u8]>,

@@ -138,6 +138,17 @@ impl SseClient {
             .find_map(|e| e.id.as_ref().map(|id| id.parse().unwrap()))
     }
 
+    /// The ids of the `update` events received, in order.
+    fn update_ids(&self) -> Vec<u64> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.event == "update")
+            .map(|e| e.id.as_ref().unwrap().parse().unwrap())
+            .collect()
+    }
+
     fn kinds(&self) -> Vec<String> {
         self.events
             .lock()
@@ -273,14 +284,7 @@ async fn an_sse_client_resuming_with_last_event_id_misses_nothing_and_gets_nothi
         !kinds.contains(&"sync".to_owned()),
         "resumed, not resent: {kinds:?}"
     );
-    let updates: Vec<u64> = back
-        .events
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|e| e.event == "update")
-        .map(|e| e.id.as_ref().unwrap().parse().unwrap())
-        .collect();
+    let updates = back.update_ids();
     // The 7 missed updates in order, then the echo of its own offline edit: no gaps, no repeats.
     assert_eq!(updates, (6..=13).collect::<Vec<u64>>());
     assert_eq!(back.text(), ws.text());
@@ -301,14 +305,7 @@ async fn resume_after_ten(server: &Server, doc: &str) -> (Vec<String>, Vec<u64>)
     ws.wait_saved().await; // all ten are durable
     let back = SseClient::connect(server.port, doc, replica, Some(last)).await;
     wait_until("caught up", || back.text() == ws.text()).await;
-    let updates = back
-        .events
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|e| e.event == "update")
-        .map(|e| e.id.as_ref().unwrap().parse().unwrap())
-        .collect();
+    let updates = back.update_ids();
     (back.kinds(), updates)
 }
 

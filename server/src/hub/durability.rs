@@ -78,9 +78,7 @@ impl Durability {
             origin: origin.clone(),
         };
         self.writer.append(&self.name, append, &self.progress);
-        if self.log_updates >= self.compact_after_updates
-            || self.log_bytes >= self.compact_after_bytes
-        {
+        if self.compaction_due() {
             self.compact(doc);
         }
         self.last_seq
