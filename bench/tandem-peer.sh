@@ -17,4 +17,7 @@ PORT="${1:?usage: $0 PORT|install|prepare}"
 # A fresh SQLite file per start (persistence on, as y-sweet's store dir): documents of an
 # earlier measurement must not be loaded into this one.
 DB="$(mktemp -d /tmp/tandem-peer-db.XXXXXX)"
-RUST_LOG=warn exec "$BIN" --listen "127.0.0.1:$PORT" --database-url "sqlite://$DB/tandem.db" ${TANDEM_PEER_FLAGS:-}
+# Every load client comes from 127.0.0.1, which --max-connections-per-ip would take for one
+# abusive host: lifted here (the peers have no such limit). Rates stay at their defaults.
+RUST_LOG=warn exec "$BIN" --listen "127.0.0.1:$PORT" --database-url "sqlite://$DB/tandem.db" \
+  --max-connections-per-ip 0 ${TANDEM_PEER_FLAGS:-}

@@ -4,7 +4,7 @@ import { TextAreaBinding, ContentEditableBinding, PresenceList, UndoManager } fr
 import { openSession, showStatus, remember } from '/static/session.js'
 
 try {
-  const { name, doc, awareness, provider } = await openSession('/d/')
+  const { name, doc, awareness, provider, readOnly } = await openSession('/d/')
   document.title = `${name} — Tandem`
   document.getElementById('doc-name').textContent = name
   showStatus(provider)
@@ -21,6 +21,12 @@ try {
     binding = new ContentEditableBinding(text, box, awareness)
   } else {
     binding = new TextAreaBinding(text, textarea, awareness)
+  }
+  if (readOnly) {
+    // The server refuses a viewer's edits; do not let the page pretend otherwise.
+    if (textarea.tagName === 'TEXTAREA') textarea.readOnly = true
+    else textarea.contentEditable = 'false'
+    document.getElementById('doc-name').textContent = name + ' (read-only)'
   }
   const people = new PresenceList(awareness, document.getElementById('people'))
   const undo = new UndoManager(text)

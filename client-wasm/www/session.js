@@ -30,11 +30,28 @@ export async function openSession (prefix) {
   const awareness = new Awareness(doc)
   awareness.setLocalState({ user: me(), status: 'online' })
   const scheme = location.protocol === 'https:' ? 'wss://' : 'ws://'
+  const readOnly = params.get('mode') === 'read'
   const options = {}
+  const token = await tokenFor(name, readOnly ? 'read' : 'write', params)
+  if (token) options.token = token
   if (params.get('transports')) options.transports = params.get('transports').split(',')
   if (params.get('upgrade')) options.upgradeInterval = Number(params.get('upgrade'))
   const provider = new Provider(scheme + location.host + '/ws', name, doc, awareness, options)
-  return { name, doc, awareness, provider }
+  return { name, doc, awareness, provider, readOnly }
+}
+
+// The page's access token: `?token=` when the link carries one (a server with
+// --auth-secret), else one from the server's dev-only endpoint (an open server, where it
+// makes `?mode=read` links read-only). No token at all: the server decides (an open server
+// lets everyone write; a secured one refuses, and the page shows why).
+async function tokenFor (name, mode, params) {
+  if (params.get('token')) return params.get('token')
+  try {
+    const q = new URLSearchParams({ doc: name, mode, name: me().name })
+    const res = await fetch('/api/dev/token?' + q)
+    if (res.ok) return (await res.json()).token
+  } catch {}
+  return null
 }
 
 /** Keeps the status, saved and offline badges up to date. */

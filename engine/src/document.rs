@@ -253,19 +253,38 @@ impl Document {
     /// Applies a remote v1 update. Duplicate content is ignored; content whose
     /// predecessors are missing is parked and reported through [`Applied::missing`].
     pub fn apply_update_v1(&self, update: &[u8]) -> Result<Applied, DocError> {
-        let update = Update::decode_v1(update).map_err(|source| DocError::Decode {
-            what: "update v1",
-            source,
-        })?;
+        let update = decode_update(update, Update::decode_v1, "update v1")?;
         self.apply(update)
+    }
+
+    /// Whether applying the v1 `update` would add anything: content this replica lacks or
+    /// deletions it has not seen. A read-only peer's sync step 2 carries its whole delete
+    /// set even when it edited nothing, so refusing every non-empty update would refuse
+    /// harmless echoes; this tells a real edit from one.
+    pub fn would_change_v1(&self, update: &[u8]) -> Result<bool, DocError> {
+        let update = decode_update(update, Update::decode_v1, "update v1")?;
+        if update.is_empty() {
+            return Ok(false);
+        }
+        let txn = self.read();
+        let sv = txn.state_vector();
+        let adds = update.insertions(true).iter().any(|(client, ranges)| {
+            let have = sv.get(client);
+            ranges.iter().any(|r| r.end > have)
+        });
+        if adds {
+            return Ok(true);
+        }
+        if update.delete_set().is_empty() {
+            return Ok(false);
+        }
+        let known = txn.snapshot().delete_set;
+        Ok(!update.delete_set().diff(&known).is_empty())
     }
 
     /// Applies a remote v2 update (see [`Document::apply_update_v1`]).
     pub fn apply_update_v2(&self, update: &[u8]) -> Result<Applied, DocError> {
-        let update = Update::decode_v2(update).map_err(|source| DocError::Decode {
-            what: "update v2",
-            source,
-        })?;
+        let update = decode_update(update, Update::decode_v2, "update v2")?;
         self.apply(update)
     }
 
@@ -285,7 +304,10 @@ impl Document {
             .into_iter()
             .enumerate()
             .map(|(index, bytes)| {
-                Update::decode_v1(bytes).map_err(|source| DocError::BatchEntry { index, source })
+                decode_update(bytes, Update::decode_v1, "update v1").map_err(|e| match e {
+                    DocError::Decode { source, .. } => DocError::BatchEntry { index, source },
+                    other => other,
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let outcome = catch_unwind(AssertUnwindSafe(|| {
@@ -322,6 +344,19 @@ impl Document {
     pub fn has_missing_updates(&self) -> bool {
         self.read().has_missing_updates()
     }
+}
+
+/// Decodes an update from untrusted bytes. yrs' decoder asserts on some malformed input
+/// (flag bits it does not expect); nothing has been changed yet at that point, so such a
+/// panic is contained and reported as an ordinary decode error, not as a poisoned document.
+fn decode_update(
+    bytes: &[u8],
+    decode: fn(&[u8]) -> Result<Update, yrs::encoding::read::Error>,
+    what: &'static str,
+) -> Result<Update, DocError> {
+    catch_unwind(AssertUnwindSafe(|| decode(bytes)))
+        .unwrap_or(Err(yrs::encoding::read::Error::UnexpectedValue))
+        .map_err(|source| DocError::Decode { what, source })
 }
 
 /// Decodes a v1 state vector, typed error on garbage.

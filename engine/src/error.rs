@@ -92,6 +92,19 @@ pub enum SessionError {
     /// The peer denied us access (an auth message); carries the peer's reason.
     #[error("permission denied: {0}")]
     PermissionDenied(String),
+    /// An awareness state is longer than the session allows
+    /// ([`crate::protocol::SyncSession::with_max_awareness_state`]); nothing was applied.
+    #[error(
+        "awareness state of client {client_id} is {bytes} bytes, more than the {limit} allowed"
+    )]
+    AwarenessStateTooLarge {
+        /// The client whose state was too large.
+        client_id: u64,
+        /// Its size (bytes of JSON).
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// Why an edit log could not be replayed.

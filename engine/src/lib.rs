@@ -81,6 +81,7 @@ pub use cursor::Cursor;
 pub use document::{Applied, Attributes, Document, Edit, TextDelta, REMOTE_ORIGIN};
 pub use error::{CodecError, DocError, ReplayError, SessionError};
 pub use protocol::{
-    AuthMessage, AwarenessEntry, AwarenessUpdate, Message, Outcome, Role, SyncMessage, SyncSession,
+    Access, AuthMessage, AwarenessEntry, AwarenessUpdate, Message, Outcome, Role, SyncMessage,
+    SyncSession,
 };
 pub use yrs;

@@ -158,3 +158,47 @@ fn the_saved_extension_round_trips_and_only_clients_act_on_it() {
     assert_eq!(out.saved, None);
     assert!(out.reply.is_empty() && out.broadcast.is_empty());
 }
+
+/// Tandem's auth token frame (a client's first frame when its token is not in the URL)
+/// round-trips, and a truncated one is a typed error.
+#[test]
+fn the_auth_token_extension_round_trips() {
+    let frame = codec::encode_auth_token("eyJ.abc.def");
+    let msg = Message::decode(&frame).unwrap();
+    assert_eq!(
+        msg,
+        Message::Auth(tandem_engine::AuthMessage::Token {
+            token: "eyJ.abc.def".into()
+        })
+    );
+    assert_eq!(msg.encode(), frame);
+    assert_eq!(
+        Message::decode(&frame[..frame.len() - 1]),
+        Err(CodecError::Truncated("auth token"))
+    );
+}
+
+/// Regression: these bytes make yrs' update decoder assert (block.rs, "value & MASK");
+/// found by the server's hostile-frame test, where the panic killed the document's actor.
+/// Decoding untrusted updates must report an error and leave the document usable.
+#[test]
+fn an_update_that_panics_the_yrs_decoder_is_an_error_not_a_crash() {
+    let bytes = [
+        17u8, 138, 252, 13, 237, 181, 185, 248, 222, 163, 152, 178, 215, 100, 188, 166, 141, 252,
+        2, 58, 152, 33, 147,
+    ];
+    let doc = Document::new("d");
+    let t = doc.text("content");
+    doc.edit(|e| e.insert(&t, 0, "intact")).unwrap();
+    assert!(matches!(
+        doc.apply_update_v1(&bytes),
+        Err(tandem_engine::DocError::Decode { .. })
+    ));
+    assert!(matches!(
+        doc.apply_updates_v1([&bytes[..]]),
+        Err(tandem_engine::DocError::BatchEntry { index: 0, .. })
+    ));
+    assert!(doc.would_change_v1(&bytes).is_err());
+    doc.edit(|e| e.insert(&t, 0, "still ")).unwrap();
+    assert_eq!(doc.text_string("content"), "still intact");
+}

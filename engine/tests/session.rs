@@ -1,7 +1,9 @@
 //! The sync state machine: what each message produces, for both roles.
 
 use tandem_engine::protocol::codec;
-use tandem_engine::{Awareness, Document, Message, Role, SessionError, SyncMessage, SyncSession};
+use tandem_engine::{
+    Access, Awareness, Document, Message, Role, SessionError, SyncMessage, SyncSession,
+};
 
 fn decode(frame: &[u8]) -> Message<'_> {
     Message::decode(frame).unwrap()
@@ -164,4 +166,102 @@ fn permission_denied_surfaces_as_an_error() {
         .handle(&doc, &mut Awareness::new(1), &decode(&frame), 0)
         .unwrap_err();
     assert!(matches!(err, SessionError::PermissionDenied(r) if r == "nope"));
+}
+
+/// A viewer (read-only token) must be able to sync: its step 2 carries its whole delete
+/// set even when it edited nothing, and that must not be mistaken for an edit.
+#[test]
+fn a_read_only_peer_syncs_without_refusals_when_it_changed_nothing() {
+    let server = Document::with_client_id("d", 1);
+    let text = server.text("content");
+    server.edit(|e| e.insert(&text, 0, "hello world")).unwrap();
+    server.edit(|e| e.delete(&text, 0, 6)).unwrap();
+    let viewer = Document::with_client_id("d", 2);
+    viewer.apply_update_v1(&server.snapshot_v1()).unwrap();
+    let before = server.snapshot_v1();
+    let mut s = SyncSession::new(Role::Server).with_access(Access::ReadOnly);
+    // what y-websocket sends after the server's step 1: everything the server lacks
+    let step2 = codec::encode_step2(&viewer.diff_v1(&server.state_vector_v1()).unwrap());
+    let out = s
+        .handle(&server, &mut Awareness::new(0), &decode(&step2), 0)
+        .unwrap();
+    assert!(!out.refused && out.reply.is_empty() && out.applied.is_none());
+    assert_eq!(server.snapshot_v1(), before);
+}
+
+/// The heart of read-only access: an edit is answered with y-protocols' permission-denied
+/// message, and neither applied nor relayed.
+#[test]
+fn a_read_only_peer_edit_is_refused_with_permission_denied_and_not_applied() {
+    let server = Document::with_client_id("d", 1);
+    let text = server.text("content");
+    server.edit(|e| e.insert(&text, 0, "hello")).unwrap();
+    let viewer = Document::with_client_id("d", 2);
+    viewer.apply_update_v1(&server.snapshot_v1()).unwrap();
+    let vt = viewer.text("content");
+    let (_, insert) = viewer.edit_with_update(|e| e.insert(&vt, 5, "!").unwrap());
+    let (_, delete) = viewer.edit_with_update(|e| e.delete(&vt, 0, 1).unwrap());
+    let before = server.snapshot_v1();
+    let mut s = SyncSession::new(Role::Server).with_access(Access::ReadOnly);
+    for update in [insert.unwrap(), delete.unwrap()] {
+        for frame in [codec::encode_update(&update), codec::encode_step2(&update)] {
+            let out = s
+                .handle(&server, &mut Awareness::new(0), &decode(&frame), 0)
+                .unwrap();
+            assert!(out.refused && out.applied.is_none() && out.broadcast.is_empty());
+            assert!(matches!(
+                decode(&out.reply[0]),
+                Message::Auth(tandem_engine::AuthMessage::PermissionDenied { .. })
+            ));
+        }
+    }
+    assert_eq!(server.snapshot_v1(), before);
+    assert_eq!(server.text_string("content"), "hello");
+}
+
+/// Presence stays open to viewers: a read-only peer's awareness is applied and relayed.
+#[test]
+fn a_read_only_peer_may_publish_presence() {
+    let doc = Document::new("d");
+    let mut aw = Awareness::new(0);
+    let mut s = SyncSession::new(Role::Server).with_access(Access::ReadOnly);
+    let frame = tandem_engine::AwarenessUpdate {
+        entries: vec![tandem_engine::AwarenessEntry {
+            client_id: 7,
+            clock: 1,
+            state: r#"{"user":{"name":"viewer"}}"#.into(),
+        }],
+    }
+    .encode_frame();
+    let out = s.handle(&doc, &mut aw, &decode(&frame), 0).unwrap();
+    assert_eq!(out.broadcast.len(), 1);
+    assert!(!aw.is_empty());
+}
+
+/// One client must not make everybody's presence huge: an oversized state is an error and
+/// is not applied.
+#[test]
+fn an_awareness_state_over_the_limit_is_refused_and_not_applied() {
+    let doc = Document::new("d");
+    let mut aw = Awareness::new(0);
+    let mut s = SyncSession::new(Role::Server).with_max_awareness_state(64);
+    let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(100));
+    let frame = tandem_engine::AwarenessUpdate {
+        entries: vec![tandem_engine::AwarenessEntry {
+            client_id: 7,
+            clock: 1,
+            state: big.into(),
+        }],
+    }
+    .encode_frame();
+    let err = s.handle(&doc, &mut aw, &decode(&frame), 0).unwrap_err();
+    assert!(matches!(
+        err,
+        SessionError::AwarenessStateTooLarge {
+            client_id: 7,
+            limit: 64,
+            ..
+        }
+    ));
+    assert!(aw.is_empty());
 }

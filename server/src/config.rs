@@ -82,9 +82,49 @@ pub struct Config {
     pub max_frame_bytes: usize,
 
     /// Largest document (bytes of its encoded state); updates that would grow a document
-    /// beyond it are refused and the sender is closed with 4413.
+    /// beyond it are refused and the sender is closed with 1008 (HTTP: 413).
     #[arg(long, env = "TANDEM_MAX_DOC_BYTES", default_value_t = 64 << 20)]
     pub max_doc_bytes: usize,
+
+    /// Secret that signs access tokens (HMAC-SHA256 JWTs). When set, every route that reads
+    /// or writes a document requires a token; when unset the server is open to anyone who
+    /// can reach it (and says so loudly at start).
+    #[arg(long, env = "TANDEM_AUTH_SECRET", hide_env_values = true)]
+    pub auth_secret: Option<String>,
+
+    /// Milliseconds a WebSocket without a token in its URL or headers has to send its
+    /// token as the first frame (an auth message) before it is closed with 4401.
+    #[arg(long, env = "TANDEM_AUTH_TIMEOUT_MS", default_value_t = 10_000)]
+    pub auth_timeout_ms: u64,
+
+    /// Messages a connection may send per second on average (token bucket). A fast
+    /// typist with a moving cursor sends about 20; more is a runaway or hostile client,
+    /// closed with 1008.
+    #[arg(long, env = "TANDEM_MAX_MESSAGES_PER_SECOND", default_value_t = 100)]
+    pub max_messages_per_second: u32,
+
+    /// Messages a connection may send at once above that rate (the bucket's size): a
+    /// reconnect or a paste sends a burst.
+    #[arg(long, env = "TANDEM_MESSAGE_BURST", default_value_t = 500)]
+    pub message_burst: u32,
+
+    /// Simultaneous WebSocket and SSE connections from one IP address (0: no limit).
+    /// Further ones are closed with 1008 (SSE: 429). Behind a reverse proxy every client
+    /// shares the proxy's address: raise it or set 0 there.
+    #[arg(long, env = "TANDEM_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    pub max_connections_per_ip: usize,
+
+    /// Browser origins allowed to open WebSockets (comma-separated, e.g.
+    /// `https://app.example.com`); empty allows every origin. Connections without an
+    /// `Origin` header (non-browser clients) are not affected.
+    #[arg(long, env = "TANDEM_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Largest awareness (presence) state of one client, in bytes of JSON; a larger one
+    /// closes the connection with 1008 (HTTP: 413). Presence is relayed to every client and
+    /// kept in memory, so one client must not make it huge.
+    #[arg(long, env = "TANDEM_MAX_AWARENESS_BYTES", default_value_t = 64 << 10)]
+    pub max_awareness_bytes: usize,
 
     /// Most simultaneous WebSocket connections; further ones are closed with 1013 (retry later).
     #[arg(long, env = "TANDEM_MAX_CONNECTIONS", default_value_t = 20_000)]
@@ -123,6 +163,26 @@ pub struct Config {
 pub enum Cmd {
     /// Bring the database schema up to date and exit (the server also does it on start).
     Migrate,
+    /// Print an access token signed with `--auth-secret`, for a client or a test.
+    Token(TokenArgs),
+}
+
+/// What `tandem-server token` signs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TokenArgs {
+    /// The document: an exact name, or a prefix ending in `*` (`team/*`; `*` is every
+    /// document).
+    #[arg(long)]
+    pub doc: String,
+    /// `read` (sync and presence only) or `write`.
+    #[arg(long, default_value = "write")]
+    pub mode: crate::auth::Mode,
+    /// How long the token is valid (`30m`, `1h`, `7d`).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+    /// The user's display name, recorded as the origin of their updates.
+    #[arg(long)]
+    pub name: Option<String>,
 }
 
 impl Config {
@@ -134,6 +194,11 @@ impl Config {
     /// Idle unload delay as a [`Duration`].
     pub fn idle_unload(&self) -> Duration {
         Duration::from_millis(self.idle_unload_ms)
+    }
+
+    /// Auth frame deadline as a [`Duration`].
+    pub fn auth_timeout(&self) -> Duration {
+        Duration::from_millis(self.auth_timeout_ms)
     }
 
     /// Ping interval as a [`Duration`].

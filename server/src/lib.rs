@@ -7,9 +7,11 @@
 //! the sender included. `hub::registry` maps names to actors. Every applied update is
 //! numbered by the actor and group-committed to the database by `store::writer`.
 
+pub mod auth;
 pub mod config;
 pub mod http;
 pub mod hub;
+pub mod limits;
 pub mod listener;
 pub mod state;
 pub mod store;
@@ -66,9 +68,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             addr: config.listen,
             source,
         })?;
+    let auth = auth::Auth::new(config.auth_secret.as_deref());
+    if !auth.required() {
+        tracing::warn!(
+            "NO --auth-secret: every client that can reach this server may read and change every \
+             document. Set --auth-secret (TANDEM_AUTH_SECRET) before exposing it."
+        );
+    }
     let state = AppState {
         registry: Registry::new(config.clone(), store, writer.clone()),
         connections: ConnectionCount::default(),
+        auth,
+        per_ip: limits::PerIp::default(),
         config: config.clone(),
         metrics,
     };

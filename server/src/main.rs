@@ -17,6 +17,16 @@ async fn main() -> anyhow::Result<()> {
         Some(Cmd::Migrate) => {
             tandem_server::open_store(&config).await?;
         }
+        Some(Cmd::Token(ref args)) => {
+            let Some(secret) = config.auth_secret.as_deref() else {
+                anyhow::bail!("`token` signs with --auth-secret (or TANDEM_AUTH_SECRET): none set");
+            };
+            let keys = tandem_server::auth::Keys::from_secret(secret.as_bytes());
+            println!(
+                "{}",
+                keys.mint(&args.doc, args.mode, args.name.clone(), args.ttl)
+            );
+        }
         None => tandem_server::run(config, shutdown_signal()).await?,
     }
     Ok(())

@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::hub::connection::ConnectionCount;
 use crate::hub::Registry;
+use crate::limits::PerIp;
 
 /// Shared server state (cheap to clone).
 #[derive(Clone)]
@@ -15,6 +17,10 @@ pub struct AppState {
     pub registry: Registry,
     /// Open WebSocket connections.
     pub connections: ConnectionCount,
+    /// Who may open which document.
+    pub auth: Auth,
+    /// Open WebSocket and SSE connections per remote address.
+    pub per_ip: PerIp,
     /// Renders `/metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }

@@ -57,6 +57,8 @@ struct Options {
     upgrade_interval: u32,
     /// Base URL of the HTTP API (default: the WebSocket URL's origin over http/https).
     http_url: Option<String>,
+    /// Access token for a server with `--auth-secret` (sent as `?token=`).
+    token: Option<String>,
 }
 
 impl Default for Options {
@@ -70,6 +72,7 @@ impl Default for Options {
             resync_interval: 15_000,
             upgrade_interval: 30_000,
             http_url: None,
+            token: None,
         }
     }
 }
@@ -183,7 +186,7 @@ impl Provider {
     /// Syncs `doc` as document `name` of the server at `url` (a y-websocket base URL such
     /// as `ws://127.0.0.1:8080/ws`), sharing the presence `awareness`. `options`:
     /// `{transports, connect, saveAcks, persistence, broadcast, resyncInterval,
-    /// upgradeInterval, httpUrl}`.
+    /// upgradeInterval, httpUrl, token}`.
     #[wasm_bindgen(constructor)]
     pub fn new(
         url: &str,
@@ -473,6 +476,7 @@ impl Inner {
             http_base: self.http_base.clone(),
             name: self.name.clone(),
             acks: self.options.save_acks,
+            token: self.options.token.clone(),
             resume,
             epoch,
             sink: Rc::new(Link(self.weak.clone())),

@@ -105,12 +105,7 @@ impl Poster {
         if wait {
             params.push("wait=saved".to_owned());
         }
-        let mut url = self.target.api(tail);
-        if !params.is_empty() {
-            url.push('?');
-            url.push_str(&params.join("&"));
-        }
-        url
+        self.target.api(tail, params)
     }
 
     /// Sends one y-protocols frame the HTTP way (step 1 and queries need no answer here:

@@ -76,6 +76,9 @@ pub struct Target {
     pub name: String,
     /// Ask the server for "saved" acknowledgements.
     pub acks: bool,
+    /// The access token, sent as `?token=` on every request (WebSocket and EventSource
+    /// cannot set headers).
+    pub token: Option<String>,
     /// The update-log position to resume from (SSE and polling).
     pub resume: Option<u64>,
     /// The attempt.
@@ -85,13 +88,26 @@ pub struct Target {
 }
 
 impl Target {
-    /// `http_base/api/docs/{doc}/tail`.
-    pub fn api(&self, tail: &str) -> String {
-        format!(
+    /// `http_base/api/docs/{doc}/tail?params` (with the token).
+    pub fn api(&self, tail: &str, params: Vec<String>) -> String {
+        let base = format!(
             "{}/api/docs/{}/{}",
             self.http_base,
             js_sys::encode_uri_component(&self.name),
             tail
-        )
+        );
+        self.with_query(base, params)
+    }
+
+    /// `url?params&token=…` (no `?` when there is nothing to add).
+    pub fn with_query(&self, mut url: String, mut params: Vec<String>) -> String {
+        if let Some(token) = &self.token {
+            params.push(format!("token={}", js_sys::encode_uri_component(token)));
+        }
+        if !params.is_empty() {
+            url.push('?');
+            url.push_str(&params.join("&"));
+        }
+        url
     }
 }

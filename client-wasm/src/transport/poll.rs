@@ -40,11 +40,15 @@ impl PollTransport {
             let mut aw = 0u64;
             let mut opened = false;
             loop {
-                let url = format!(
-                    "{}?since={since}&aw={aw}&timeout={POLL_SECONDS}{}",
-                    target.api("poll"),
-                    if opened { "" } else { "&sv=1" }
-                );
+                let mut params = vec![
+                    format!("since={since}"),
+                    format!("aw={aw}"),
+                    format!("timeout={POLL_SECONDS}"),
+                ];
+                if !opened {
+                    params.push("sv=1".to_owned());
+                }
+                let url = target.api("poll", params);
                 let answer = fetch_json(&url, None).await;
                 if stop.get() {
                     return;

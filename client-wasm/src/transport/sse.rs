@@ -27,10 +27,8 @@ fn decode(data: &str) -> Option<Vec<u8>> {
 impl SseTransport {
     /// Opens the stream of `target`'s document.
     pub fn connect(target: &Target) -> Result<Rc<SseTransport>, JsValue> {
-        let mut url = target.api("events");
-        if let Some(seq) = target.resume {
-            url.push_str(&format!("?since={seq}"));
-        }
+        let since = target.resume.map(|seq| format!("since={seq}"));
+        let url = target.api("events", since.into_iter().collect());
         let source = EventSource::new(&url)?;
         let poster = Poster::new(target.clone());
         let opened = Rc::new(Cell::new(false));

@@ -17,14 +17,13 @@ pub struct WsTransport {
 impl WsTransport {
     /// Starts connecting to `ws_base/{doc}` (with `?acks=1` when asked).
     pub fn connect(target: &Target) -> Result<Rc<WsTransport>, JsValue> {
-        let mut url = format!(
+        let base = format!(
             "{}/{}",
             target.ws_base.trim_end_matches('/'),
             js_sys::encode_uri_component(&target.name)
         );
-        if target.acks {
-            url.push_str("?acks=1");
-        }
+        let acks = target.acks.then(|| "acks=1".to_owned());
+        let url = target.with_query(base, acks.into_iter().collect());
         let ws = WebSocket::new(&url)?;
         ws.set_binary_type(BinaryType::Arraybuffer);
         let opened = Rc::new(Cell::new(false));

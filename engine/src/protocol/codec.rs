@@ -7,6 +7,7 @@
 //! sync       varUint 0, varUint sub (0 step1 | 1 step2 | 2 update), varUint8Array payload
 //! awareness  varUint 1, varUint8Array( varUint n, n × (varUint client, varUint clock, varString json) )
 //! auth       varUint 2, varUint 0 (permission denied), varString reason
+//!            varUint 2, varUint 1 (token), varString token   (Tandem extension, client → server)
 //! query      varUint 3
 //! saved      varUint 100, varUint n          (Tandem extension, only to clients that opt in)
 //! ```
@@ -46,6 +47,10 @@ pub const SYNC_STEP2: u64 = 1;
 pub const SYNC_UPDATE: u64 = 2;
 /// Auth sub-type: permission denied, followed by a reason.
 pub const AUTH_PERMISSION_DENIED: u64 = 0;
+/// Auth sub-type of Tandem's extension: the client's access token, followed by the token.
+/// A client that cannot put the token in the URL or a header (it would land in proxy
+/// logs) sends it as its first frame instead.
+pub const AUTH_TOKEN: u64 = 1;
 
 /// lib0 numbers are JavaScript numbers: varUints beyond 2^53 cannot come from a real peer.
 const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
@@ -87,6 +92,11 @@ pub enum AuthMessage {
     PermissionDenied {
         /// Human-readable reason.
         reason: String,
+    },
+    /// The client's access token (Tandem extension, see [`AUTH_TOKEN`]).
+    Token {
+        /// The token as sent (a signed JWT).
+        token: String,
     },
     /// An auth sub-type y-protocols does not define; carried so a caller can log it.
     Other(u64),
@@ -151,6 +161,9 @@ impl<'a> Message<'a> {
                 AUTH_PERMISSION_DENIED => Ok(Message::Auth(AuthMessage::PermissionDenied {
                     reason: read_string(cur, "auth reason")?.to_owned(),
                 })),
+                AUTH_TOKEN => Ok(Message::Auth(AuthMessage::Token {
+                    token: read_string(cur, "auth token")?.to_owned(),
+                })),
                 other => Ok(Message::Auth(AuthMessage::Other(other))),
             },
             MSG_QUERY_AWARENESS => Ok(Message::QueryAwareness),
@@ -177,6 +190,7 @@ impl<'a> Message<'a> {
             Message::Auth(AuthMessage::PermissionDenied { reason }) => {
                 encode_permission_denied(reason)
             }
+            Message::Auth(AuthMessage::Token { token }) => encode_auth_token(token),
             Message::Auth(AuthMessage::Other(code)) => {
                 let mut buf = Vec::with_capacity(4);
                 buf.write_var(MSG_AUTH);
@@ -228,6 +242,16 @@ pub fn encode_permission_denied(reason: &str) -> Vec<u8> {
     buf.write_var(MSG_AUTH);
     buf.write_var(AUTH_PERMISSION_DENIED);
     buf.write_string(reason);
+    buf
+}
+
+/// An auth "token" frame (Tandem extension): what a client sends first when its token
+/// is not in the URL or an `Authorization` header.
+pub fn encode_auth_token(token: &str) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(token.len() + 4);
+    buf.write_var(MSG_AUTH);
+    buf.write_var(AUTH_TOKEN);
+    buf.write_string(token);
     buf
 }
 

@@ -4,4 +4,4 @@ pub mod codec;
 pub mod session;
 
 pub use codec::{AuthMessage, AwarenessEntry, AwarenessUpdate, Message, SyncMessage};
-pub use session::{Outcome, Role, SyncSession};
+pub use session::{Access, Outcome, Role, SyncSession};

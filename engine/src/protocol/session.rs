@@ -23,6 +23,18 @@ pub enum Role {
     Client,
 }
 
+/// What a peer may do to the document. Presence is open to every peer that may read (a
+/// viewer's cursor is still useful to the editors); document changes are not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Access {
+    /// The peer may change the document.
+    #[default]
+    ReadWrite,
+    /// The peer syncs and publishes presence; its document changes are refused with a
+    /// y-protocols permission-denied message and never applied.
+    ReadOnly,
+}
+
 /// What the caller must do after [`SyncSession::handle`].
 #[derive(Debug, Default)]
 pub struct Outcome {
@@ -44,6 +56,9 @@ pub struct Outcome {
     /// The server acknowledged that this many of our document updates are durable
     /// (Tandem's opt-in "saved" extension; client role).
     pub saved: Option<u64>,
+    /// A document change from a read-only peer was refused (a permission-denied frame is
+    /// in `reply`); nothing was applied.
+    pub refused: bool,
 }
 
 /// Protocol state of one connection.
@@ -53,6 +68,8 @@ pub struct SyncSession {
     synced: bool,
     resync_requested: bool,
     full_state_cache: bool,
+    access: Access,
+    max_awareness_state: usize,
     controlled: BTreeSet<u64>,
 }
 
@@ -64,8 +81,28 @@ impl SyncSession {
             synced: false,
             resync_requested: false,
             full_state_cache: false,
+            access: Access::ReadWrite,
+            max_awareness_state: usize::MAX,
             controlled: BTreeSet::new(),
         }
+    }
+
+    /// Sets what the peer may do (server role: from its token).
+    pub fn with_access(mut self, access: Access) -> Self {
+        self.access = access;
+        self
+    }
+
+    /// Refuses awareness updates carrying a state longer than `bytes` of JSON: presence is
+    /// relayed to every peer and kept in memory, so one client must not make it huge.
+    pub fn with_max_awareness_state(mut self, bytes: usize) -> Self {
+        self.max_awareness_state = bytes;
+        self
+    }
+
+    /// What the peer may do.
+    pub fn access(&self) -> Access {
+        self.access
     }
 
     /// Declares that the caller keeps an encoded step 2 of the whole document: a step 1
@@ -117,14 +154,27 @@ impl SyncSession {
                 }
             }
             Message::Sync(SyncMessage::Step2(update)) => {
-                self.apply(doc, update, &mut out)?;
+                self.apply_or_refuse(doc, update, &mut out)?;
                 if !self.synced {
                     self.synced = true;
                     out.synced = true;
                 }
             }
-            Message::Sync(SyncMessage::Update(update)) => self.apply(doc, update, &mut out)?,
+            Message::Sync(SyncMessage::Update(update)) => {
+                self.apply_or_refuse(doc, update, &mut out)?
+            }
             Message::Awareness(update) => {
+                if let Some(big) = update
+                    .entries
+                    .iter()
+                    .find(|e| e.state.len() > self.max_awareness_state)
+                {
+                    return Err(SessionError::AwarenessStateTooLarge {
+                        client_id: big.client_id,
+                        bytes: big.state.len(),
+                        limit: self.max_awareness_state,
+                    });
+                }
                 let changes = awareness.apply_update(update, now_ms);
                 for id in &changes.added {
                     self.controlled.insert(*id);
@@ -144,7 +194,9 @@ impl SyncSession {
             Message::Auth(AuthMessage::PermissionDenied { reason }) => {
                 return Err(SessionError::PermissionDenied(reason.clone()));
             }
-            Message::Auth(AuthMessage::Other(_)) => {}
+            // Tokens are checked by the caller before the session starts; one arriving later
+            // changes nothing (access is fixed for the connection's life).
+            Message::Auth(AuthMessage::Token { .. } | AuthMessage::Other(_)) => {}
             Message::Saved { updates } => {
                 if self.role == Role::Client {
                     out.saved = Some(*updates);
@@ -152,6 +204,26 @@ impl SyncSession {
             }
         }
         Ok(out)
+    }
+
+    fn apply_or_refuse(
+        &mut self,
+        doc: &Document,
+        update: &[u8],
+        out: &mut Outcome,
+    ) -> Result<(), SessionError> {
+        if self.access == Access::ReadWrite {
+            return self.apply(doc, update, out);
+        }
+        // A read-only peer's step 2 holds its delete set even when it changed nothing;
+        // only a real change is refused, so a viewer that merely syncs sees no error.
+        if doc.would_change_v1(update)? {
+            out.reply.push(codec::encode_permission_denied(
+                "read-only access: document changes are not accepted",
+            ));
+            out.refused = true;
+        }
+        Ok(())
     }
 
     fn apply(

@@ -22,6 +22,8 @@ use warp::http::{header, Response, StatusCode};
 use warp::hyper::body::Bytes as Body;
 use warp::Filter;
 
+use crate::auth::{Grant, Mode};
+use crate::http::access::{doc_access, token, Denied};
 use crate::http::doc_name;
 use crate::http::ws::PeerAddr;
 use crate::hub::command::{ApiError, Command, PostBody};
@@ -48,31 +50,44 @@ pub fn routes(
     state: AppState,
 ) -> impl Filter<Extract = (Response<Body>,), Error = warp::Rejection> + Clone {
     let max_body = state.config.max_frame_bytes as u64;
+    let auth = state.auth.clone();
     let with_state = warp::any().map(move || state.clone());
     let docs = warp::path!("api" / "docs");
-    let doc = doc_path("");
-    let doc_state = doc_path("state");
+    let reader = doc_access(auth.clone(), "", Mode::Read);
+    let writer = doc_access(auth.clone(), "", Mode::Write);
+    let state_reader = doc_access(auth.clone(), "state", Mode::Read);
+    let state_writer = doc_access(auth, "state", Mode::Write);
 
-    let list = docs.and(warp::get()).and(with_state.clone()).then(list);
-    let meta = doc
-        .clone()
+    let list = docs
         .and(warp::get())
+        .and(token())
+        .and(with_state.clone())
+        .then(list);
+    // Path and token first, method last: a method filter in front would answer 405 for
+    // every path this route does not serve.
+    let meta = reader
+        .and(warp::get())
+        .map(|name, _grant: Grant| name)
         .and(warp::query::<HashMap<String, String>>())
         .and(with_state.clone())
         .then(meta);
-    let export = doc_state
-        .clone()
+    let export = state_reader
         .and(warp::get())
+        .map(|name, _grant: Grant| name)
         .and(with_state.clone())
         .then(export);
-    let import = doc_state
+    let import = state_writer
         .and(warp::post())
         .and(warp::body::content_length_limit(max_body))
         .and(warp::body::bytes())
         .and(warp::ext::optional::<PeerAddr>())
         .and(with_state.clone())
         .then(import);
-    let delete = doc.and(warp::delete()).and(with_state).then(delete);
+    let delete = writer
+        .and(warp::delete())
+        .map(|name, _grant: Grant| name)
+        .and(with_state)
+        .then(delete);
     list.or(meta)
         .unify()
         .or(export)
@@ -101,23 +116,57 @@ pub fn error(status: StatusCode, message: impl std::fmt::Display) -> Response<Bo
 pub fn api_error(e: ApiError) -> Response<Body> {
     let status = match e {
         ApiError::Rejected(_) => StatusCode::BAD_REQUEST,
+        ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
         ApiError::Unavailable(_) | ApiError::Closing => StatusCode::SERVICE_UNAVAILABLE,
     };
     error(status, e)
 }
 
-/// The update log's origin of an HTTP request: `http <peer>`.
-pub fn origin_of(peer: Option<PeerAddr>) -> Arc<str> {
-    match peer {
-        Some(p) => format!("http {}", p.0).into(),
-        None => "http".into(),
+/// The update log's origin of an HTTP request: `http <peer> [<user>]`.
+pub fn origin_of(peer: Option<PeerAddr>, grant: &Grant) -> Arc<str> {
+    let mut origin = match peer {
+        Some(p) => format!("http {}", p.0),
+        None => "http".to_owned(),
+    };
+    if let Some(user) = &grant.name {
+        origin.push(' ');
+        origin.push_str(user);
+    }
+    origin.into()
+}
+
+async fn list(token: Option<String>, state: AppState) -> Response<Body> {
+    if state.auth.required() && token.is_none() {
+        return denied(&crate::auth::AuthError::Missing);
+    }
+    match state.registry.store().list().await {
+        Ok(mut docs) => {
+            docs.retain(|d| state.auth.may_list(token.as_deref(), &d.name));
+            json(StatusCode::OK, &json!({ "documents": docs }))
+        }
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
     }
 }
 
-async fn list(state: AppState) -> Response<Body> {
-    match state.registry.store().list().await {
-        Ok(docs) => json(StatusCode::OK, &json!({ "documents": docs })),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+/// The response for a refused token: 401 or 403 with the reason.
+pub fn denied(e: &crate::auth::AuthError) -> Response<Body> {
+    e.count();
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+    let mut response = error(status, e);
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+    }
+    response
+}
+
+impl Denied {
+    /// The response for this refusal.
+    pub fn response(&self) -> Response<Body> {
+        denied(&self.0)
     }
 }
 
@@ -175,6 +224,7 @@ async fn export(name: String, state: AppState) -> Response<Body> {
 
 async fn import(
     name: String,
+    grant: Grant,
     body: Bytes,
     peer: Option<PeerAddr>,
     state: AppState,
@@ -185,7 +235,7 @@ async fn import(
             "empty body: expected a binary v1 update",
         );
     }
-    let origin = origin_of(peer);
+    let origin = origin_of(peer, &grant);
     match state
         .registry
         .request(&name, |reply| Command::Post {

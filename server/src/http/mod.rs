@@ -1,8 +1,10 @@
 //! HTTP routing (warp filters only: matching, extraction, status codes).
 
+pub mod access;
 pub mod api;
 pub mod catchup;
 pub mod demo;
+pub mod dev_token;
 pub mod doc_name;
 pub mod health;
 pub mod metrics;
@@ -26,6 +28,7 @@ pub fn routes(
         .or(poll::route(state.clone()))
         .or(health::routes(state.clone()))
         .or(metrics::route(state.clone()))
+        .or(dev_token::route(state.clone()))
         .or(demo::routes(state))
         .recover(|rej: warp::Rejection| async move {
             Ok::<_, std::convert::Infallible>(rejection(&rej))
@@ -35,6 +38,9 @@ pub fn routes(
 /// A JSON error for a request no route accepted, with the status that says why.
 fn rejection(rej: &warp::Rejection) -> warp::http::Response<warp::hyper::body::Bytes> {
     use warp::http::StatusCode;
+    if let Some(denied) = rej.find::<access::Denied>() {
+        return denied.response();
+    }
     let (status, message) = if let Some(doc_name::BadName(why)) = rej.find() {
         (StatusCode::BAD_REQUEST, why.to_string())
     } else if rej.is_not_found() {

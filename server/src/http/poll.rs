@@ -17,7 +17,9 @@ use warp::http::{Response, StatusCode};
 use warp::hyper::body::Bytes as Body;
 use warp::Filter;
 
-use crate::http::api::{api_error, doc_path, json};
+use crate::auth::Mode;
+use crate::http::access::doc_access;
+use crate::http::api::{api_error, json};
 use crate::http::catchup;
 use crate::hub::command::Command;
 use crate::state::AppState;
@@ -46,10 +48,10 @@ pub struct PollQuery {
 pub fn route(
     state: AppState,
 ) -> impl Filter<Extract = (Response<Body>,), Error = warp::Rejection> + Clone {
-    doc_path("poll")
+    doc_access(state.auth.clone(), "poll", Mode::Read)
         .and(warp::get())
         .and(warp::query::<PollQuery>())
-        .then(move |name, query| poll(state.clone(), name, query))
+        .then(move |name, _grant, query| poll(state.clone(), name, query))
 }
 
 async fn poll(state: AppState, name: String, query: PollQuery) -> Response<Body> {

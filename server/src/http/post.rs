@@ -18,7 +18,9 @@ use warp::http::{Response, StatusCode};
 use warp::hyper::body::Bytes as Body;
 use warp::Filter;
 
-use crate::http::api::{api_error, doc_path, error, json, origin_of};
+use crate::auth::{Grant, Mode};
+use crate::http::access::doc_access;
+use crate::http::api::{api_error, error, json, origin_of};
 use crate::http::ws::PeerAddr;
 use crate::hub::command::{Command, PostBody};
 use crate::state::AppState;
@@ -28,24 +30,28 @@ pub fn routes(
     state: AppState,
 ) -> impl Filter<Extract = (Response<Body>,), Error = warp::Rejection> + Clone {
     let max_body = state.config.max_frame_bytes as u64;
-    let post = move |tail: &'static str, kind: fn(Bytes) -> PostBody| {
+    let post = move |tail: &'static str, need: Mode, kind: fn(Bytes) -> PostBody| {
         let state = state.clone();
-        doc_path(tail)
+        doc_access(state.auth.clone(), tail, need)
             .and(warp::post())
             .and(warp::query::<HashMap<String, String>>())
             .and(warp::body::content_length_limit(max_body))
             .and(warp::body::bytes())
             .and(warp::ext::optional::<PeerAddr>())
-            .then(move |name, query, body, peer| post(state.clone(), name, query, kind(body), peer))
+            .then(move |name, grant, query, body, peer| {
+                post(state.clone(), name, grant, query, kind(body), peer)
+            })
     };
-    post("updates", PostBody::Update)
-        .or(post("awareness", PostBody::Awareness))
+    // Presence is open to viewers, as on a WebSocket.
+    post("updates", Mode::Write, PostBody::Update)
+        .or(post("awareness", Mode::Read, PostBody::Awareness))
         .unify()
 }
 
 async fn post(
     state: AppState,
     name: String,
+    grant: Grant,
     query: HashMap<String, String>,
     body: PostBody,
     peer: Option<PeerAddr>,
@@ -72,7 +78,7 @@ async fn post(
             )
         }
     };
-    let origin = origin_of(peer);
+    let origin = origin_of(peer, &grant);
     match state
         .registry
         .request(&name, |reply| Command::Post {

@@ -29,32 +29,37 @@ use warp::http::StatusCode;
 use warp::sse::Event;
 use warp::{Filter, Reply};
 
-use crate::http::api::{doc_path, error};
+use crate::auth::{Grant, Mode};
+use crate::http::access::doc_access;
+use crate::http::api::error;
 use crate::http::catchup;
 use crate::http::ws::PeerAddr;
 use crate::hub::command::{Command, Out, Outbox};
 use crate::hub::connection::{self, ConnectionGuard};
 use crate::hub::registry::Lease;
 use crate::hub::{Close, ConnId, DocHandle};
+use crate::limits::IpGuard;
 use crate::state::AppState;
 
 /// The events route.
 pub fn route(
     state: AppState,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
-    doc_path("events")
+    doc_access(state.auth.clone(), "events", Mode::Read)
         .and(warp::get())
         .and(warp::header::optional::<String>("last-event-id"))
         .and(warp::query::<HashMap<String, String>>())
         .and(warp::ext::optional::<PeerAddr>())
         .map(
             move |name: String,
+                  grant: Grant,
                   last_id: Option<String>,
                   query: HashMap<String, String>,
                   peer: Option<PeerAddr>| {
                 events(
                     &state,
                     &name,
+                    grant,
                     last_id.or_else(|| query.get("since").cloned()),
                     peer,
                 )
@@ -65,6 +70,7 @@ pub fn route(
 fn events(
     state: &AppState,
     name: &str,
+    grant: Grant,
     since: Option<String>,
     peer: Option<PeerAddr>,
 ) -> warp::reply::Response {
@@ -86,16 +92,27 @@ fn events(
         )
         .into_response();
     };
+    let peer = peer.map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |p| p.0);
+    let limit = state.config.max_connections_per_ip;
+    let Some(ip_guard) = state.per_ip.try_add(peer.ip(), limit) else {
+        metrics::counter!("tandem_limit_exceeded_total", "limit" => "connections_per_ip")
+            .increment(1);
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("more than {limit} connections from your address (--max-connections-per-ip)"),
+        )
+        .into_response();
+    };
     let lease = state.registry.acquire(name);
     let handle = lease.handle().clone();
     let conn = connection::next_id();
     let (frames, rx) = mpsc::channel(state.config.outbox_frames.max(1));
     let (close_tx, close) = oneshot::channel();
-    let peer = peer.map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |p| p.0);
     let (reply, subscribed) = oneshot::channel();
     let subscribe = Command::Subscribe {
         conn,
         peer,
+        access: grant.access,
         outbox: Outbox {
             frames,
             close: close_tx,
@@ -115,6 +132,7 @@ fn events(
             conn,
             lease: Some(lease),
             _guard: guard,
+            _ip_guard: ip_guard,
         },
     };
     let heartbeat = Duration::from_millis(state.config.sse_heartbeat_ms.max(100));
@@ -210,6 +228,7 @@ struct Leave {
     conn: ConnId,
     lease: Option<Lease>,
     _guard: ConnectionGuard,
+    _ip_guard: IpGuard,
 }
 
 impl Drop for Leave {

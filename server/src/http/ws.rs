@@ -1,5 +1,6 @@
 //! `GET /ws/{doc}`: the y-websocket endpoint. The document name is the rest of the path,
-//! percent-decoded; query parameters (`?token=`) are tolerated. The upgrade is completed
+//! percent-decoded; `?token=` (or `Authorization: Bearer`, or a first auth frame) carries
+//! the access token, `?acks=1` opts in to "saved" acknowledgements. The upgrade is completed
 //! here rather than by `warp::ws()` because warp offers no way to set tungstenite's read
 //! buffer, whose 128 KiB default would cost ~130 MB per thousand idle connections.
 
@@ -16,9 +17,12 @@ use warp::http::{header, HeaderMap, Response, StatusCode};
 use warp::hyper::body::Bytes;
 use warp::Filter;
 
+use crate::auth::{Grant, Mode};
+use crate::http::access::token_of;
 use crate::http::doc_name::doc_name;
 use crate::hub::connection;
 use crate::hub::Close;
+use crate::limits::origin;
 use crate::state::AppState;
 
 /// The upgrade half of a request, put into its extensions by the listener (hyper's
@@ -58,8 +62,7 @@ pub fn route(
                   headers: HeaderMap,
                   slot: Option<UpgradeSlot>,
                   peer: Option<PeerAddr>| {
-                let acks = wants_acks(&query);
-                upgrade(state.clone(), tail.as_str(), acks, &headers, slot, peer)
+                upgrade(state.clone(), tail.as_str(), &query, &headers, slot, peer)
             },
         )
 }
@@ -80,10 +83,39 @@ fn bad_request(msg: &str) -> Response<Bytes> {
         .expect("static response")
 }
 
+/// How a connection will be let in, decided from the handshake alone.
+enum Admission {
+    /// Its token (or an open server) decided.
+    Granted(Grant),
+    /// No token in the URL or headers on a server that needs one: the first frame must
+    /// be an auth message carrying it.
+    AwaitToken,
+    /// Refused: close right after the upgrade (a browser shows a close code and reason,
+    /// but never the status of a failed handshake).
+    Refused(Close),
+}
+
+fn admit(state: &AppState, name: &str, query: &str, headers: &HeaderMap) -> Admission {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    if !origin::allowed(origin, &state.config.allowed_origins) {
+        return Admission::Refused(Close::policy(
+            "origin",
+            format!("origin {} is not allowed", origin.unwrap_or_default()),
+        ));
+    }
+    match token_of(query, headers) {
+        None if state.auth.required() => Admission::AwaitToken,
+        token => match state.auth.check(token.as_deref(), name, Mode::Read) {
+            Ok(grant) => Admission::Granted(grant),
+            Err(e) => Admission::Refused(Close::auth(&e)),
+        },
+    }
+}
+
 fn upgrade(
     state: AppState,
     tail: &str,
-    acks: bool,
+    query: &str,
     headers: &HeaderMap,
     slot: Option<UpgradeSlot>,
     peer: Option<PeerAddr>,
@@ -114,6 +146,8 @@ fn upgrade(
     let peer = peer
         .map(|p| p.0)
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let acks = wants_acks(query);
+    let admission = admit(&state, &name, query, headers);
     tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
@@ -130,15 +164,49 @@ fn upgrade(
             .write_buffer_size(config.write_buffer_bytes)
             .max_message_size(Some(config.max_frame_bytes))
             .max_frame_size(Some(config.max_frame_bytes));
-        let ws =
+        let mut ws =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config))
                 .await;
         let Some(_guard) = state.connections.try_add(config.max_connections) else {
             connection::refuse(ws, Close::try_later("server at its connection limit")).await;
             return;
         };
+        let Some(_ip_guard) = state
+            .per_ip
+            .try_add(peer.ip(), config.max_connections_per_ip)
+        else {
+            let close = Close::policy(
+                "connections_per_ip",
+                format!(
+                    "more than {} connections from your address (--max-connections-per-ip)",
+                    config.max_connections_per_ip
+                ),
+            );
+            connection::refuse(ws, close).await;
+            return;
+        };
+        let grant = match admission {
+            Admission::Granted(grant) => grant,
+            Admission::Refused(close) => {
+                debug!(%peer, doc = %name, code = close.code, reason = %close.reason, "connection refused");
+                connection::refuse(ws, close).await;
+                return;
+            }
+            Admission::AwaitToken => {
+                match connection::await_token(&mut ws, &state.auth, &name, config.auth_timeout())
+                    .await
+                {
+                    Ok(grant) => grant,
+                    Err(close) => {
+                        debug!(%peer, doc = %name, reason = %close.reason, "no valid auth message");
+                        connection::refuse(ws, close).await;
+                        return;
+                    }
+                }
+            }
+        };
         let lease = state.registry.acquire(&name);
-        connection::run(ws, lease, peer, acks, config).await;
+        connection::run(ws, lease, peer, acks, grant, config).await;
     });
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)

@@ -56,9 +56,26 @@ impl Close {
         Self::new(1013, reason)
     }
 
-    /// 4413: the document would exceed `--max-doc-bytes`; retrying cannot help.
+    /// 1008: a limit or policy was violated (rate, size, origin, connections per address);
+    /// counted in `tandem_limit_exceeded_total` under `limit`.
+    pub fn policy(limit: &'static str, reason: impl Into<Cow<'static, str>>) -> Self {
+        metrics::counter!("tandem_limit_exceeded_total", "limit" => limit).increment(1);
+        Self::new(1008, reason)
+    }
+
+    /// 1008: the document would exceed `--max-doc-bytes`.
     pub fn document_too_large(limit: usize) -> Self {
-        Self::new(4413, format!("document would exceed {limit} bytes"))
+        Self::policy(
+            "doc_size",
+            format!("document would exceed {limit} bytes (--max-doc-bytes)"),
+        )
+    }
+
+    /// 4401 (no valid token: authenticate) or 4403 (a valid token that does not cover
+    /// this): permanent, the client must not retry with the same token.
+    pub fn auth(error: &crate::auth::AuthError) -> Self {
+        error.count();
+        Self::new(error.close_code(), error.to_string())
     }
 
     /// 4410: the document was deleted; reconnecting would recreate it, so the client must
@@ -77,7 +94,9 @@ impl Close {
             1011 => "internal",
             1013 => "try_later",
             4410 => "deleted",
-            4413 => "document_too_large",
+            1008 => "policy",
+            4401 => "unauthorized",
+            4403 => "forbidden",
             _ => "other",
         }
     }

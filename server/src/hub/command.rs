@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Serialize;
+use tandem_engine::Access;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::hub::{Close, ConnId};
@@ -20,8 +21,12 @@ pub enum Command {
     Join {
         /// The connection.
         conn: ConnId,
-        /// Its remote address, for logs and the update log's origin column.
+        /// Its remote address, for logs.
         peer: SocketAddr,
+        /// The update log's origin column for what it sends (address and user name).
+        origin: Arc<str>,
+        /// Whether it may change the document (from its token).
+        access: Access,
         /// How to reach it.
         outbox: Outbox,
         /// The client opted in to "saved" acknowledgements (`?acks=1`).
@@ -58,6 +63,8 @@ pub enum Command {
         conn: ConnId,
         /// Its remote address, for logs.
         peer: SocketAddr,
+        /// Whether posts naming this subscription may change the document.
+        access: Access,
         /// How to reach it.
         outbox: Outbox,
         /// The last sequence number it has (`Last-Event-ID`).
@@ -210,6 +217,12 @@ pub enum ApiError {
     /// The request's payload was refused.
     #[error("{0}")]
     Rejected(String),
+    /// The payload is over a size limit (`--max-doc-bytes`, `--max-awareness-bytes`).
+    #[error("{0}")]
+    TooLarge(String),
+    /// The poster may not change the document (its SSE session is read-only).
+    #[error("{0}")]
+    Forbidden(String),
     /// The document is being deleted or the server is shutting down.
     #[error("document is closing")]
     Closing,

@@ -17,10 +17,12 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tracing::debug;
 
+use crate::auth::{Auth, AuthError, Grant, Mode, TokenError};
 use crate::config::Config;
 use crate::hub::command::{Command, Out, Outbox};
 use crate::hub::registry::Lease;
 use crate::hub::{Close, ConnId};
+use crate::limits::MessageRate;
 
 /// Frames written per flush when the outbox has a backlog.
 const WRITE_BATCH: usize = 64;
@@ -72,19 +74,61 @@ where
     let _ = ws.close(Some(close_frame(&close))).await;
 }
 
+/// Waits for the first frame of a connection that brought no token in its URL or headers:
+/// it must be an auth message carrying one (`tandem_engine::protocol::codec::AUTH_TOKEN`),
+/// valid for document `name`, and arrive within `timeout`.
+pub async fn await_token<S>(
+    ws: &mut WebSocketStream<S>,
+    auth: &Auth,
+    name: &str,
+    timeout: std::time::Duration,
+) -> Result<Grant, Close>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let missing = || Close::auth(&AuthError::Missing);
+    let first = loop {
+        match tokio::time::timeout(timeout, ws.next()).await {
+            Err(_) => return Err(missing()),
+            Ok(Some(Ok(Message::Binary(frame)))) => break frame,
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)))) => continue,
+            Ok(_) => return Err(missing()),
+        }
+    };
+    match tandem_engine::Message::decode(&first) {
+        Ok(tandem_engine::Message::Auth(tandem_engine::AuthMessage::Token { token })) => auth
+            .check(Some(&token), name, Mode::Read)
+            .map_err(|e| Close::auth(&e)),
+        _ => Err(missing()),
+    }
+}
+
 /// Runs one connection until either side closes it. With `acks` the client receives
-/// Tandem's "saved" message once its updates are durable.
+/// Tandem's "saved" message once its updates are durable. `grant` fixes what the client
+/// may do, and until when.
 pub async fn run<S>(
     ws: WebSocketStream<S>,
     lease: Lease,
     peer: SocketAddr,
     acks: bool,
+    grant: Grant,
     config: Arc<Config>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let conn = next_id();
     let doc = lease.handle().clone();
+    let rate = MessageRate::new(config.max_messages_per_second, config.message_burst);
+    let expires = grant.expires.map(|at| {
+        let left = at
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        tokio::time::Instant::now() + left
+    });
+    let origin: Arc<str> = match &grant.name {
+        Some(user) => format!("ws {peer} {user}").into(),
+        None => format!("ws {peer}").into(),
+    };
     let (frames_tx, mut frames) = mpsc::channel::<Out>(config.outbox_frames.max(1));
     let (close_tx, mut close_rx) = oneshot::channel::<Close>();
     let (mut sink, mut stream) = ws.split();
@@ -96,6 +140,8 @@ pub async fn run<S>(
         .send(Command::Join {
             conn,
             peer,
+            origin,
+            access: grant.access,
             outbox,
             acks,
         })
@@ -118,6 +164,9 @@ pub async fn run<S>(
         tokio::select! {
             biased;
             close = &mut close_rx => break close.ok(),
+            _ = sleep_until_opt(expires) => {
+                break Some(Close::auth(&AuthError::Token(TokenError::Expired)));
+            }
             frame = frames.recv() => {
                 let Some(frame) = frame else { break None };
                 // A peer that stops reading must not pin this task in a blocked write (its
@@ -134,6 +183,15 @@ pub async fn run<S>(
             msg = stream.next() => match msg {
                 Some(Ok(Message::Binary(frame))) => {
                     unanswered = 0;
+                    if let Some(rate) = rate.as_ref().filter(|r| !r.allow()) {
+                        break Some(Close::policy(
+                            "rate",
+                            format!(
+                                "more than {} messages per second (--max-messages-per-second)",
+                                rate.per_second()
+                            ),
+                        ));
+                    }
                     if doc.send(Command::Frame { conn, frame }).await.is_err() {
                         break Some(Close::internal("document unavailable"));
                     }
@@ -191,6 +249,14 @@ where
         }
     }
     sink.flush().await
+}
+
+/// Resolves at `at`, or never.
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn close_frame(close: &Close) -> CloseFrame {

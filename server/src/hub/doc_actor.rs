@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tandem_engine::protocol::codec;
 use tandem_engine::{
-    Awareness, AwarenessUpdate, CodecError, DocError, Document, Message, Outcome, Role,
+    Access, Awareness, AwarenessUpdate, CodecError, DocError, Document, Message, Outcome, Role,
     SessionError, SyncMessage, SyncSession,
 };
 use tokio::sync::mpsc;
@@ -225,7 +225,8 @@ impl DocActor {
             recent,
             awareness_version: 0,
             pollers: Vec::new(),
-            http_session: SyncSession::new(Role::Server),
+            http_session: SyncSession::new(Role::Server)
+                .with_max_awareness_state(env.config.max_awareness_bytes),
             waiting_posts: Vec::new(),
             doomed: Vec::new(),
             poisoned: false,
@@ -296,9 +297,11 @@ impl DocActor {
             Command::Join {
                 conn,
                 peer,
+                origin,
+                access,
                 outbox,
                 acks,
-            } => self.join(conn, peer, outbox, acks),
+            } => self.join(conn, peer, origin, access, outbox, acks),
             Command::Frame { conn, frame } => self.frame(conn, frame),
             Command::Leave { conn } => self.leave(conn),
             Command::Inspect { root, reply } => {
@@ -310,10 +313,11 @@ impl DocActor {
             Command::Subscribe {
                 conn,
                 peer,
+                access,
                 outbox,
                 since,
                 reply,
-            } => self.subscribe(conn, peer, outbox, since, reply),
+            } => self.subscribe(conn, peer, access, outbox, since, reply),
             Command::Post {
                 body,
                 session,
@@ -333,14 +337,25 @@ impl DocActor {
         }
     }
 
-    fn join(&mut self, id: ConnId, peer: SocketAddr, outbox: Outbox, acks: bool) {
-        let session = SyncSession::new(Role::Server).with_full_state_cache();
+    fn join(
+        &mut self,
+        id: ConnId,
+        peer: SocketAddr,
+        origin: Arc<str>,
+        access: Access,
+        outbox: Outbox,
+        acks: bool,
+    ) {
+        let session = SyncSession::new(Role::Server)
+            .with_full_state_cache()
+            .with_access(access)
+            .with_max_awareness_state(self.config.max_awareness_bytes);
         let greeting = session.greeting(&self.doc, &self.awareness);
         self.conns.insert(
             id,
             Conn {
                 peer,
-                origin: Arc::from(format!("ws {peer}")),
+                origin,
                 session,
                 outbox,
                 acks: acks.then(Acks::default),
@@ -398,6 +413,14 @@ impl DocActor {
                 debug!(doc = %self.name, %peer, %reason, "client sent permission-denied; ignored");
                 return;
             }
+            Err(e @ SessionError::AwarenessStateTooLarge { .. }) => {
+                warn!(doc = %self.name, %peer, error = %e, "closing connection");
+                self.doomed.push((
+                    id,
+                    Close::policy("awareness_size", format!("{e} (--max-awareness-bytes)")),
+                ));
+                return;
+            }
             Err(SessionError::Doc(DocError::Poisoned)) => {
                 error!(doc = %self.name, %peer, "an update crashed the CRDT; reloading the document");
                 self.poisoned = true;
@@ -413,6 +436,11 @@ impl DocActor {
             }
         };
         let origin = conn.origin.clone();
+        if outcome.refused {
+            debug!(doc = %self.name, %peer, "read-only client sent a change; refused");
+            metrics::counter!("tandem_auth_refused_total", "reason" => "read_only_update")
+                .increment(1);
+        }
         if outcome.missing {
             debug!(doc = %self.name, %peer, "document waits for missing updates; asked the peer to resync");
         }
@@ -469,6 +497,7 @@ impl DocActor {
         &mut self,
         id: ConnId,
         peer: SocketAddr,
+        access: Access,
         outbox: Outbox,
         since: Option<u64>,
         reply: Reply<Subscribed>,
@@ -478,7 +507,9 @@ impl DocActor {
             Conn {
                 peer,
                 origin: Arc::from(format!("sse {peer}")),
-                session: SyncSession::new(Role::Server),
+                session: SyncSession::new(Role::Server)
+                    .with_access(access)
+                    .with_max_awareness_state(self.config.max_awareness_bytes),
                 outbox,
                 acks: None,
             },
@@ -547,8 +578,10 @@ impl DocActor {
             Some(u) => Message::Awareness(u),
             None => {
                 if self.doc_bytes + bytes.len() > self.config.max_doc_bytes {
-                    let _ = reply.send(Err(ApiError::Rejected(format!(
-                        "document would exceed {} bytes",
+                    metrics::counter!("tandem_limit_exceeded_total", "limit" => "doc_size")
+                        .increment(1);
+                    let _ = reply.send(Err(ApiError::TooLarge(format!(
+                        "document would exceed {} bytes (--max-doc-bytes)",
                         self.config.max_doc_bytes
                     ))));
                     return;
@@ -577,11 +610,25 @@ impl DocActor {
                 )));
                 return;
             }
+            Err(e @ SessionError::AwarenessStateTooLarge { .. }) => {
+                metrics::counter!("tandem_limit_exceeded_total", "limit" => "awareness_size")
+                    .increment(1);
+                let _ = reply.send(Err(ApiError::TooLarge(format!(
+                    "{e} (--max-awareness-bytes)"
+                ))));
+                return;
+            }
             Err(e) => {
                 let _ = reply.send(Err(ApiError::Rejected(format!("update rejected: {e}"))));
                 return;
             }
         };
+        if outcome.refused {
+            let _ = reply.send(Err(ApiError::Forbidden(
+                "read-only session: document changes are not accepted".into(),
+            )));
+            return;
+        }
         let changed = outcome.applied.is_some() || !outcome.awareness.is_empty();
         self.absorb(session, outcome, origin, started);
         let seq = self.durability.last_seq();

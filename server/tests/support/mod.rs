@@ -52,6 +52,11 @@ impl Server {
         }
     }
 
+    /// Whether the server process is still running.
+    pub fn child_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Kills the process with SIGKILL (no shutdown, no flush) and waits for it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -66,11 +71,26 @@ impl Server {
 
     /// Sends an HTTP request and returns (status, body).
     pub fn request(&self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        self.request_with(method, path, &[], body)
+    }
+
+    /// [`Server::request`] with extra headers (`Authorization`, `Origin`).
+    pub fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, Vec<u8>) {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
         write!(
             s,
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n",
             body.len()
         )
         .unwrap();
@@ -164,12 +184,23 @@ impl Drop for Server {
     }
 }
 
+/// A port nothing listens on, never handed out before in this process: the kernel may
+/// give a just-released port to the next `bind(0)`, and two test servers racing for one
+/// port make the loser's clients talk to the winner.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Opens a raw WebSocket to `url`.

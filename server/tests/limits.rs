@@ -1,0 +1,309 @@
+//! Limits and hostile input over real connections: every limit closes only the offending
+//! connection, with 1008 and a reason, counts it in `/metrics`, and leaves the others and
+//! the documents untouched.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use support::{close_of, raw, Client, Server, Socket};
+use tandem_engine::protocol::codec;
+use tandem_engine::{AwarenessEntry, AwarenessUpdate, Document};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message as Ws;
+
+fn presence(client_id: u64, clock: u64, json: String) -> Vec<u8> {
+    AwarenessUpdate {
+        entries: vec![AwarenessEntry {
+            client_id,
+            clock,
+            state: json.into(),
+        }],
+    }
+    .encode_frame()
+}
+
+/// The value of one labelled counter on `/metrics` (0 when absent).
+fn metric(server: &Server, name_and_labels: &str) -> u64 {
+    let (_, text) = server.http("/metrics");
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+async fn connect_with_origin(server: &Server, doc: &str, origin: &str) -> Socket {
+    let mut request = server.url(doc).into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("origin", origin.parse().unwrap());
+    tokio_tungstenite::connect_async(request).await.unwrap().0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_client_is_cut_off_while_the_others_keep_editing() {
+    let server = Server::start(&["--max-messages-per-second", "50", "--message-burst", "100"]);
+    let alice = Client::connect(&server.url("doc")).await;
+    let bob = Client::connect(&server.url("doc")).await;
+    let flooder = Client::connect(&server.url("doc")).await;
+    for clock in 1..=1000 {
+        flooder.send_raw(presence(99, clock, format!(r#"{{"n":{clock}}}"#)));
+    }
+    let (code, reason) = flooder.wait_closed().await;
+    assert_eq!(code, 1008, "{reason}");
+    assert!(reason.contains("messages per second"), "{reason}");
+    // typing at a human pace is never affected
+    for i in 0..20 {
+        alice.insert(0, "a");
+        bob.insert(0, "b");
+        if i % 5 == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    alice.wait_text(|t| t.len() == 40, "alice sees 40").await;
+    bob.wait_text(|t| t.len() == 40, "bob sees 40").await;
+    assert!(alice.closed().is_none() && bob.closed().is_none());
+    assert_eq!(
+        metric(&server, "tandem_limit_exceeded_total{limit=\"rate\"}"),
+        1
+    );
+}
+
+#[tokio::test]
+async fn connections_per_address_are_capped_and_freed_on_close() {
+    let server = Server::start(&["--max-connections-per-ip", "3"]);
+    let first = Client::connect(&server.url("doc")).await;
+    let _second = Client::connect(&server.url("doc")).await;
+    let _third = Client::connect(&server.url("other")).await;
+    let mut fourth = raw(&server.url("doc")).await;
+    let (code, reason) = close_of(&mut fourth).await.unwrap();
+    assert_eq!(code, 1008);
+    assert!(reason.contains("connections from your address"), "{reason}");
+    let (status, _) = server.request("GET", "/api/docs/doc/events", b"");
+    assert_eq!(status, 429, "SSE streams count too");
+    first.disconnect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Client::connect(&server.url("doc")).await;
+    assert!(
+        metric(
+            &server,
+            "tandem_limit_exceeded_total{limit=\"connections_per_ip\"}"
+        ) >= 2
+    );
+}
+
+#[tokio::test]
+async fn only_allowed_origins_may_open_websockets() {
+    let server = Server::start(&[
+        "--allowed-origins",
+        "http://good.example,https://also.example",
+    ]);
+    let mut evil = connect_with_origin(&server, "doc", "http://evil.example").await;
+    let (code, reason) = close_of(&mut evil).await.unwrap();
+    assert_eq!(code, 1008);
+    assert!(reason.contains("http://evil.example"), "{reason}");
+    let mut good = connect_with_origin(&server, "doc", "https://also.example").await;
+    good.send(Ws::Binary(
+        codec::encode_step1(&Document::new("x").state_vector_v1()).into(),
+    ))
+    .await
+    .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), good.next()).await;
+    assert!(matches!(first, Ok(Some(Ok(Ws::Binary(_))))), "{first:?}");
+    // a non-browser client sends no Origin and is not affected
+    Client::connect(&server.url("doc")).await;
+}
+
+#[tokio::test]
+async fn oversized_presence_and_documents_are_refused_and_change_nothing() {
+    let server = Server::start(&["--max-awareness-bytes", "200", "--max-doc-bytes", "4000"]);
+    let witness = Client::connect(&server.url("doc")).await;
+    let big = Client::connect(&server.url("doc")).await;
+    big.send_raw(presence(
+        5,
+        1,
+        format!(r#"{{"pad":"{}"}}"#, "x".repeat(300)),
+    ));
+    let (code, reason) = big.wait_closed().await;
+    assert_eq!(code, 1008);
+    assert!(reason.contains("--max-awareness-bytes"), "{reason}");
+    assert!(witness.presence_of(5).is_none());
+    let (status, _) = server.request(
+        "POST",
+        "/api/docs/doc/awareness",
+        &AwarenessUpdate {
+            entries: vec![AwarenessEntry {
+                client_id: 6,
+                clock: 1,
+                state: format!(r#"{{"pad":"{}"}}"#, "y".repeat(300)).into(),
+            }],
+        }
+        .encode(),
+    );
+    assert_eq!(status, 413);
+
+    witness.insert(0, "small");
+    let grower = Client::connect(&server.url("doc")).await;
+    grower.wait_text(|t| t == "small", "synced").await;
+    grower.insert(0, &"z".repeat(5000));
+    let (code, reason) = grower.wait_closed().await;
+    assert_eq!(code, 1008);
+    assert!(reason.contains("--max-doc-bytes"), "{reason}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(witness.text(), "small");
+    let (_, v) = server.json("GET", "/api/docs/doc", b"");
+    assert_eq!(v["text"], "small");
+    assert!(metric(&server, "tandem_limit_exceeded_total{limit=\"doc_size\"}") >= 1);
+    assert!(
+        metric(
+            &server,
+            "tandem_limit_exceeded_total{limit=\"awareness_size\"}"
+        ) >= 2
+    );
+}
+
+/// A deterministic stream of hostile frames: random bytes, truncated and bit-flipped real
+/// frames, lying lengths, garbage update payloads, bad JSON presence, text frames.
+struct Hostile {
+    state: u64,
+    samples: Vec<Vec<u8>>,
+}
+
+impl Hostile {
+    fn new(seed: u64) -> Self {
+        let doc = Document::with_client_id("h", 77);
+        let t = doc.text("content");
+        let (_, update) = doc.edit_with_update(|e| e.insert(&t, 0, "hostile text").unwrap());
+        let update = update.unwrap();
+        let samples = vec![
+            codec::encode_update(&update),
+            codec::encode_step2(&update),
+            codec::encode_step1(&doc.state_vector_v1()),
+            presence(1, 1, r#"{"a":1}"#.into()),
+        ];
+        Self {
+            state: seed | 1,
+            samples,
+        }
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        // xorshift64*
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        self.state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn frame(&mut self) -> Ws {
+        let r = self.next_u64();
+        let sample = self.samples[(r % self.samples.len() as u64) as usize].clone();
+        let bytes = match (r >> 8) % 8 {
+            0 => (0..(r >> 16) % 64).map(|_| self.next_u64() as u8).collect(),
+            1 => sample[..(r >> 16) as usize % sample.len()].to_vec(),
+            // a flipped bit: anywhere in a state vector or presence, only in the header of
+            // an update (a flip inside its content could make a valid, different edit)
+            2 => {
+                let mut s = sample;
+                let span = if s[0] == 0 && s[1] != 0 { 2 } else { s.len() };
+                let at = (r >> 16) as usize % span;
+                s[at] ^= 1 << ((r >> 32) % 8);
+                s
+            }
+            // a sync update whose payload claims far more bytes than follow
+            3 => vec![0, 2, 0xff, 0xff, 0xff, 0x7f, 1, 2, 3],
+            // a sync update carrying random bytes as its update
+            4 => {
+                let junk: Vec<u8> = (0..(r >> 16) % 48).map(|_| self.next_u64() as u8).collect();
+                codec::encode_update(&junk)
+            }
+            5 => presence(3, 1, "{not json".into()),
+            6 => return Ws::Text(format!("hello {r}").into()),
+            // an unknown sync sub-type
+            _ => vec![0, 9, 1, 0],
+        };
+        Ws::Binary(bytes.into())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_malformed_frames_leave_the_server_up_and_every_document_intact() {
+    let mut server = Server::start(&[]);
+    let docs = ["alpha", "beta", "gamma"];
+    let mut expected = Vec::new();
+    for (i, doc) in docs.iter().enumerate() {
+        let c = Client::connect(&server.acks_url(doc)).await;
+        c.insert(0, &format!("document {i}: the quick brown fox"));
+        c.wait_saved().await;
+        expected.push(c.text());
+    }
+    let watcher = Client::connect(&server.url("alpha")).await;
+    let sent = Arc::new(AtomicUsize::new(0));
+    let closes = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for w in 0..16u64 {
+        let (sent, closes) = (sent.clone(), closes.clone());
+        let urls: Vec<String> = docs.iter().map(|d| server.url(d)).collect();
+        workers.push(tokio::spawn(async move {
+            let mut hostile = Hostile::new(w * 7919 + 1);
+            let mut round = 0usize;
+            while sent.load(Ordering::Relaxed) < 10_000 {
+                let mut ws = raw(&urls[(w as usize + round) % urls.len()]).await;
+                round += 1;
+                // hostile frames until the server closes this connection
+                loop {
+                    if sent.fetch_add(1, Ordering::Relaxed) >= 10_000 {
+                        break;
+                    }
+                    if ws.send(hostile.frame()).await.is_err() {
+                        break;
+                    }
+                    match tokio::time::timeout(Duration::from_millis(5), ws.next()).await {
+                        Ok(Some(Ok(Ws::Close(Some(frame))))) => {
+                            let code: u16 = frame.code.into();
+                            assert!(
+                                matches!(code, 1003 | 1007 | 1008 | 1009),
+                                "close {code} {}",
+                                frame.reason
+                            );
+                            closes.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                        Ok(None) | Ok(Some(Err(_))) => break,
+                        _ => {}
+                    }
+                }
+            }
+        }));
+    }
+    for w in workers {
+        w.await.unwrap();
+    }
+    assert!(sent.load(Ordering::Relaxed) >= 10_000);
+    assert!(
+        closes.load(Ordering::Relaxed) > 1000,
+        "malformed frames close their connection ({} closes)",
+        closes.load(Ordering::Relaxed)
+    );
+    // the process is alive and healthy
+    assert!(server.child_alive(), "server process exited");
+    assert_eq!(server.http("/healthz").0, 200);
+    // every document is exactly as it was, in memory, in the store and for a new client
+    for (doc, text) in docs.iter().zip(&expected) {
+        let (_, v) = server.json("GET", &format!("/api/docs/{doc}"), b"");
+        assert_eq!(v["text"].as_str(), Some(text.as_str()), "{doc}");
+        let fresh = Client::connect(&server.url(doc)).await;
+        assert_eq!(&fresh.text(), text, "{doc}");
+    }
+    assert!(watcher.closed().is_none(), "a bystander was not disturbed");
+    // and still editable
+    watcher.insert(0, "> ");
+    let other = Client::connect(&server.url("alpha")).await;
+    other
+        .wait_text(|t| t.starts_with("> document 0"), "edit after the storm")
+        .await;
+}
