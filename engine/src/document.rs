@@ -253,7 +253,7 @@ impl Document {
     /// Applies a remote v1 update. Duplicate content is ignored; content whose
     /// predecessors are missing is parked and reported through [`Applied::missing`].
     pub fn apply_update_v1(&self, update: &[u8]) -> Result<Applied, DocError> {
-        let update = decode_update(update, Update::decode_v1, "update v1")?;
+        let update = decode_update(update, crate::untrusted::update_v1, "update v1")?;
         self.apply(update)
     }
 
@@ -262,7 +262,7 @@ impl Document {
     /// set even when it edited nothing, so refusing every non-empty update would refuse
     /// harmless echoes; this tells a real edit from one.
     pub fn would_change_v1(&self, update: &[u8]) -> Result<bool, DocError> {
-        let update = decode_update(update, Update::decode_v1, "update v1")?;
+        let update = decode_update(update, crate::untrusted::update_v1, "update v1")?;
         if update.is_empty() {
             return Ok(false);
         }
@@ -284,7 +284,7 @@ impl Document {
 
     /// Applies a remote v2 update (see [`Document::apply_update_v1`]).
     pub fn apply_update_v2(&self, update: &[u8]) -> Result<Applied, DocError> {
-        let update = decode_update(update, Update::decode_v2, "update v2")?;
+        let update = decode_update(update, crate::untrusted::update_v2, "update v2")?;
         self.apply(update)
     }
 
@@ -304,10 +304,12 @@ impl Document {
             .into_iter()
             .enumerate()
             .map(|(index, bytes)| {
-                decode_update(bytes, Update::decode_v1, "update v1").map_err(|e| match e {
-                    DocError::Decode { source, .. } => DocError::BatchEntry { index, source },
-                    other => other,
-                })
+                decode_update(bytes, crate::untrusted::update_v1, "update v1").map_err(
+                    |e| match e {
+                        DocError::Decode { source, .. } => DocError::BatchEntry { index, source },
+                        other => other,
+                    },
+                )
             })
             .collect::<Result<Vec<_>, _>>()?;
         let outcome = catch_unwind(AssertUnwindSafe(|| {
@@ -326,10 +328,34 @@ impl Document {
         // so a panic must not unwind through the caller (the server's document task).
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let mut txn = self.doc.transact_mut_with(REMOTE_ORIGIN);
-            txn.apply_update(update)?;
+            let before = txn.state_vector();
+            if let Err(e) = txn.apply_update(update) {
+                // yrs can fail half-way through, after integrating part of the update: a
+                // document changed by an update that was refused cannot be trusted.
+                if txn.has_changes() || txn.state_vector() != before {
+                    return Err(DocError::Poisoned);
+                }
+                return Err(e.into());
+            }
             let changed = txn.has_changes();
             let update = changed.then(|| txn.encode_update_v1());
+            // Some malformed input is integrated into a state yrs then encodes as bytes it
+            // cannot decode: relayed, stored and reloaded, that would spread the damage.
+            if let Some(u) = &update {
+                if Update::decode_v1(u).is_err() {
+                    return Err(DocError::Poisoned);
+                }
+            }
             let missing = txn.has_missing_updates();
+            drop(txn);
+            if missing {
+                // Parked updates are merged into every later encoding, and some make that
+                // merge panic; better to find out now than in the next client's sync.
+                // Diffing against our own state vector encodes next to nothing but the
+                // parked part, so the check is cheap whatever the document's size.
+                let txn = self.read();
+                let _ = txn.encode_state_as_update_v1(&txn.state_vector());
+            }
             Ok::<_, DocError>(Applied { update, missing })
         }));
         match outcome {
@@ -346,22 +372,19 @@ impl Document {
     }
 }
 
-/// Decodes an update from untrusted bytes. yrs' decoder asserts on some malformed input
-/// (flag bits it does not expect); nothing has been changed yet at that point, so such a
-/// panic is contained and reported as an ordinary decode error, not as a poisoned document.
+/// Decodes an update from untrusted bytes (see [`crate::untrusted`]): nothing has been
+/// changed yet when it fails, so a failure is a decode error, not a poisoned document.
 fn decode_update(
     bytes: &[u8],
     decode: fn(&[u8]) -> Result<Update, yrs::encoding::read::Error>,
     what: &'static str,
 ) -> Result<Update, DocError> {
-    catch_unwind(AssertUnwindSafe(|| decode(bytes)))
-        .unwrap_or(Err(yrs::encoding::read::Error::UnexpectedValue))
-        .map_err(|source| DocError::Decode { what, source })
+    decode(bytes).map_err(|source| DocError::Decode { what, source })
 }
 
 /// Decodes a v1 state vector, typed error on garbage.
 pub fn decode_state_vector(bytes: &[u8]) -> Result<StateVector, DocError> {
-    StateVector::decode_v1(bytes).map_err(|source| DocError::Decode {
+    crate::untrusted::state_vector_v1(bytes).map_err(|source| DocError::Decode {
         what: "state vector",
         source,
     })

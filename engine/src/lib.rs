@@ -75,6 +75,7 @@ pub mod editlog;
 pub mod error;
 pub mod protocol;
 pub mod trace;
+mod untrusted;
 
 pub use awareness::{Awareness, AwarenessChanges, Presence, Status, User};
 pub use cursor::Cursor;

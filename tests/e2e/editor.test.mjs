@@ -262,3 +262,23 @@ test('two tabs of one offline browser still edit together through the BroadcastC
   const res = await fetch(`${server.url}/api/docs/tabs`)
   assert.equal((await res.json()).text, 'tab to tab, no server')
 })
+
+test('a read-only link shows live edits, presence included, and cannot change the document', async (t) => {
+  const server = await startServer(t)
+  const browser = await launch(t)
+  const errors = []
+  const writer = await editorPage(await browser.newContext(), server, 'shared-view', '', errors)
+  const viewer = await editorPage(await browser.newContext(), server, 'shared-view', '?mode=read', errors)
+  assert.equal(await viewer.evaluate(() => document.getElementById('editor').readOnly), true)
+  await typeAt(writer, 0, 'written by the owner')
+  await until(viewer, (v) => document.getElementById('editor').value === v, 'written by the owner', 'viewer sees edits')
+  // the viewer appears in the writer's presence list
+  await until(writer, () => document.querySelectorAll('#people li').length >= 2, null, 'viewer present')
+  // an edit forced through the viewer's document is refused by the server, not stored
+  await viewer.evaluate(() => window.tandem.text.insert(0, 'VANDAL '))
+  await sleep(500)
+  assert.equal(await writer.evaluate(value), 'written by the owner')
+  const res = await fetch(`${server.url}/api/docs/shared-view`)
+  assert.equal((await res.json()).text, 'written by the owner')
+  assert.deepEqual(errors.filter((e) => !/Permission denied|permission-denied|read-only/i.test(e)), [])
+})

@@ -21,7 +21,6 @@ use std::sync::Arc;
 
 use yrs::encoding::read::{Cursor, Error as ReadError, Read};
 use yrs::encoding::write::Write;
-use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 use yrs::StateVector;
 
@@ -175,7 +174,7 @@ impl<'a> Message<'a> {
     }
 
     fn step1_payload(payload: &[u8]) -> Result<SyncMessage<'a>, CodecError> {
-        StateVector::decode_v1(payload)
+        crate::untrusted::state_vector_v1(payload)
             .map(SyncMessage::Step1)
             .map_err(|_| CodecError::InvalidStateVector)
     }
