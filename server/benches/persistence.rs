@@ -103,6 +103,7 @@ fn cold_load(c: &mut Criterion) {
         seq: n,
         state: src.snapshot_v1().into(),
         state_vector: src.state_vector_v1().into(),
+        covers: Vec::new(),
     };
     let name: Arc<str> = Arc::from("automerge-paper");
     let dir = tempfile::tempdir().unwrap();
@@ -123,6 +124,7 @@ fn cold_load(c: &mut Criterion) {
                 update: u.clone(),
             })
             .collect(),
+        foreign: Vec::new(),
     };
     group.bench_function("memory/log", |b| {
         b.iter_batched(
@@ -136,13 +138,14 @@ fn cold_load(c: &mut Criterion) {
             let stored = StoredDoc {
                 snapshot: Some(snapshot.clone()),
                 log: Vec::new(),
+                foreign: Vec::new(),
             };
             doc_load::build(&name, stored).unwrap()
         })
     });
 
     for (backend, url) in databases(&rt, &dir) {
-        let store = rt.block_on(store::open(&url)).unwrap();
+        let store = rt.block_on(store::open(&url, None)).unwrap();
         rt.block_on(store.migrate()).unwrap();
         rt.block_on(async {
             for (i, chunk) in updates.chunks(20_000).enumerate() {
@@ -218,7 +221,7 @@ fn writer(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(20))
         .throughput(Throughput::Elements(UPDATES as u64));
     for (backend, url) in databases(&rt, &dir) {
-        let store = rt.block_on(store::open(&url)).unwrap();
+        let store = rt.block_on(store::open(&url, None)).unwrap();
         rt.block_on(store.migrate()).unwrap();
         let writer = rt.block_on(async { Writer::spawn(store.clone(), Duration::from_millis(50)) });
         for docs in [1usize, 100] {

@@ -25,6 +25,21 @@ pub struct Config {
     )]
     pub database_url: String,
 
+    /// Redis for cluster mode (`redis://127.0.0.1:6379`): nodes sharing it (and one
+    /// Postgres `--database-url`) serve the same documents. Unset: a single node.
+    #[arg(long, env = "TANDEM_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// This node's id in the cluster (a UUID; default: a new one per start). Tags what the
+    /// node publishes and the update-log rows it writes.
+    #[arg(long, env = "TANDEM_NODE_ID")]
+    pub node_id: Option<uuid::Uuid>,
+
+    /// Prefix of the Redis channels (`{prefix}:doc:{name}`), so several clusters can share
+    /// one Redis.
+    #[arg(long, env = "TANDEM_REDIS_PREFIX", default_value = "tandem")]
+    pub redis_prefix: String,
+
     /// Milliseconds between group commits: updates arriving meanwhile are written in one
     /// transaction. Lower means earlier "saved" acknowledgements, higher fewer transactions.
     #[arg(long, env = "TANDEM_GROUP_COMMIT_MS", default_value_t = 50)]

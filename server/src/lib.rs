@@ -8,6 +8,7 @@
 //! numbered by the actor and group-committed to the database by `store::writer`.
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod hub;
@@ -44,11 +45,19 @@ pub enum StartError {
     /// The database could not be opened or migrated.
     #[error("storage: {0}")]
     Store(#[from] store::StoreError),
+    /// Cluster mode could not start.
+    #[error("cluster: {0}")]
+    Cluster(#[from] cluster::ClusterError),
 }
 
 /// Opens the store `config` names and brings its schema up to date.
-pub async fn open_store(config: &Config) -> Result<Arc<dyn store::Store>, StartError> {
-    let store = store::open(&config.database_url).await?;
+///
+/// In cluster mode (`--redis-url`) the store tags this node's log rows with `node`.
+pub async fn open_store(
+    config: &Config,
+    node: Option<uuid::Uuid>,
+) -> Result<Arc<dyn store::Store>, StartError> {
+    let store = store::open(&config.database_url, node).await?;
     store.migrate().await?;
     info!(backend = store.backend(), "database schema up to date");
     Ok(store)
@@ -61,7 +70,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .install_recorder()
         .map_err(|e| StartError::Metrics(e.to_string()))?;
     let config = Arc::new(config);
-    let store = open_store(&config).await?;
+    let cluster = match &config.redis_url {
+        Some(url) => {
+            let node = config.node_id.unwrap_or_else(uuid::Uuid::new_v4);
+            let cluster = cluster::Cluster::start(url, node, &config.redis_prefix)?;
+            info!(%node, "cluster mode: sharing documents through redis");
+            Some(cluster)
+        }
+        None => None,
+    };
+    let store = open_store(&config, cluster.as_ref().map(|c| c.node())).await?;
     let writer = store::Writer::spawn(store.clone(), config.group_commit());
     let listener =
         listener::bind(config.listen, config.backlog).map_err(|source| StartError::Bind {
@@ -76,7 +94,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         );
     }
     let state = AppState {
-        registry: Registry::new(config.clone(), store, writer.clone()),
+        registry: Registry::new(config.clone(), store, writer.clone(), cluster),
         connections: ConnectionCount::default(),
         auth,
         per_ip: limits::PerIp::default(),

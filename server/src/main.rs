@@ -15,7 +15,7 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     match config.command {
         Some(Cmd::Migrate) => {
-            tandem_server::open_store(&config).await?;
+            tandem_server::open_store(&config, None).await?;
         }
         Some(Cmd::Token(ref args)) => {
             let Some(secret) = config.auth_secret.as_deref() else {

@@ -97,7 +97,7 @@ async fn compaction_through_the_server_keeps_the_document_identical() {
         a.wait_saved().await;
         let expected = a.text();
         server.kill();
-        let store = tandem_server::store::open(&url).await.unwrap();
+        let store = tandem_server::store::open(&url, None).await.unwrap();
         let stored = store.load("compact").await.unwrap().unwrap();
         let snapshot = stored.snapshot.as_ref().expect("a snapshot was written");
         assert!(
@@ -318,7 +318,7 @@ async fn the_migrate_subcommand_creates_the_schema_on_both_backends_and_exits() 
             .unwrap();
         assert!(status.success(), "{backend}: {status:?}");
         // The schema is there: a store opened without migrating can list documents.
-        let store = tandem_server::store::open(&url).await.unwrap();
+        let store = tandem_server::store::open(&url, None).await.unwrap();
         assert!(store.list().await.unwrap().is_empty(), "{backend}");
         let bad = std::process::Command::new(env!("CARGO_BIN_EXE_tandem-server"))
             .args(["migrate", "--database-url", "mysql://nope"])

@@ -62,7 +62,7 @@ async fn loaded_text(store: &dyn Store, name: &str) -> (String, u64, usize) {
 #[tokio::test]
 async fn documents_round_trip_and_list_with_sizes() {
     for (backend, url, _keep) in each_backend().await {
-        let store = store::open(&url).await.unwrap();
+        let store = store::open(&url, None).await.unwrap();
         store.migrate().await.unwrap();
         store.migrate().await.unwrap(); // idempotent
         assert!(store.load("nope").await.unwrap().is_none(), "{backend}");
@@ -104,7 +104,7 @@ async fn documents_round_trip_and_list_with_sizes() {
 #[tokio::test]
 async fn compaction_keeps_the_content_and_folds_the_log() {
     for (backend, url, _keep) in each_backend().await {
-        let store = store::open(&url).await.unwrap();
+        let store = store::open(&url, None).await.unwrap();
         store.migrate().await.unwrap();
         let (updates, text) = edits(120);
         store
@@ -121,6 +121,7 @@ async fn compaction_keeps_the_content_and_folds_the_log() {
             seq: 100,
             state: snap_doc.snapshot_v1().into(),
             state_vector: snap_doc.state_vector_v1().into(),
+            covers: Vec::new(),
         };
         store
             .commit(&[write("c", appends(&updates[100..], 101), Some(snapshot))])
@@ -159,7 +160,7 @@ async fn compaction_keeps_the_content_and_folds_the_log() {
 #[tokio::test]
 async fn a_retried_commit_is_harmless_and_delete_forgets_everything() {
     for (backend, url, _keep) in each_backend().await {
-        let store = store::open(&url).await.unwrap();
+        let store = store::open(&url, None).await.unwrap();
         store.migrate().await.unwrap();
         let (updates, text) = edits(10);
         let batch = [write("r", appends(&updates, 1), None)];
@@ -178,7 +179,7 @@ async fn a_retried_commit_is_harmless_and_delete_forgets_everything() {
 #[tokio::test]
 async fn concurrent_commits_to_many_documents() {
     for (backend, url, _keep) in each_backend().await {
-        let store = store::open(&url).await.unwrap();
+        let store = store::open(&url, None).await.unwrap();
         store.migrate().await.unwrap();
         let (updates, text) = edits(40);
         let mut tasks = Vec::new();

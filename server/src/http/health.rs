@@ -1,5 +1,6 @@
-//! `/healthz` (the process answers) and `/readyz` (it can serve: the database answers and
-//! the last group commit went through; 503 during an outage).
+//! `/healthz` (the process answers) and `/readyz` (it can serve: the database answers,
+//! the last group commit went through and, in cluster mode, the Redis link is up; 503
+//! during an outage).
 
 use std::time::Duration;
 
@@ -24,7 +25,9 @@ pub fn routes(
                 Err(_) => Some("database did not answer within 2 s".to_owned()),
             };
             let writer = state.registry.writer();
-            let ready = db_error.is_none() && writer.is_healthy();
+            let cluster = state.registry.cluster();
+            let redis_error = cluster.and_then(|c| c.status().err());
+            let ready = db_error.is_none() && writer.is_healthy() && redis_error.is_none();
             let body = serde_json::json!({
                 "ready": ready,
                 "database": store.backend(),
@@ -32,6 +35,8 @@ pub fn routes(
                 "unsaved_updates": writer.pending(),
                 "documents_loaded": state.registry.loaded(),
                 "connections": state.connections.current(),
+                "node": cluster.map(|c| c.node().to_string()),
+                "redis_error": redis_error,
             });
             let status = if ready {
                 StatusCode::OK

@@ -20,6 +20,7 @@ use tandem_engine::{
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
+use crate::cluster::{Cluster, Membership};
 use crate::config::Config;
 use crate::hub::command::{
     ApiError, Catchup, Command, DocInfo, Out, Outbox, PollBatch, PostBody, Posted, Reply,
@@ -50,7 +51,11 @@ pub struct Env {
     /// The previous actor of this document crashed: its queued writes must be durable
     /// before the store is read, or the reload would miss them.
     pub after_crash: bool,
+    /// Cluster mode: the link to the other nodes.
+    pub cluster: Option<Cluster>,
 }
+
+mod relay;
 
 struct Conn {
     peer: SocketAddr,
@@ -100,6 +105,11 @@ struct DocActor {
     doomed: Vec<(ConnId, Close)>,
     /// An update crashed the CRDT: the in-memory document can no longer be trusted.
     poisoned: bool,
+    /// Cluster mode: where frames for other nodes go, and what they send.
+    cluster: Option<Cluster>,
+    membership: Option<Membership>,
+    /// The protocol session of what other nodes relay.
+    cluster_session: SyncSession,
     started: Instant,
     config: Arc<Config>,
 }
@@ -116,9 +126,16 @@ async fn run(name: Arc<str>, mut rx: mpsc::Receiver<Command>, env: Env) {
     // Load, keeping what arrives meanwhile: joiners get no sync reply before the stored
     // state is in memory, and every joiner of a loading document shares this one load.
     let mut early = Vec::new();
+    // Cluster mode: subscribe first, then load; what other nodes publish meanwhile waits
+    // in the subscription and is applied after the load (duplicates are harmless, gaps
+    // would not be).
+    let membership = match &env.cluster {
+        Some(cluster) => Some(cluster.join(&name).await),
+        None => None,
+    };
     let loading = {
-        let (store, name) = (env.store.clone(), name.clone());
-        async move { doc_load::load(&*store, &name).await }
+        let (store, name, cluster) = (env.store.clone(), name.clone(), env.cluster.is_some());
+        async move { doc_load::load(&*store, &name, cluster).await }
     };
     tokio::pin!(loading);
     let loaded = loop {
@@ -147,9 +164,12 @@ async fn run(name: Arc<str>, mut rx: mpsc::Receiver<Command>, env: Env) {
     };
     info!(doc = %name, seq = loaded.last_seq, "document loaded");
     let mut actor = DocActor::new(name, loaded, &env);
+    actor.membership = membership;
     if actor.durability.compaction_due() {
         actor.durability.compact(&actor.doc);
     }
+    // Ask the other nodes for what they hold and the store does not have yet.
+    actor.resync_cluster();
     for cmd in early {
         actor.handle(cmd);
     }
@@ -230,6 +250,10 @@ impl DocActor {
             waiting_posts: Vec::new(),
             doomed: Vec::new(),
             poisoned: false,
+            cluster: env.cluster.clone(),
+            membership: None,
+            cluster_session: SyncSession::new(Role::Server)
+                .with_max_awareness_state(env.config.max_awareness_bytes),
             started: Instant::now(),
             config: env.config.clone(),
             name,
@@ -271,6 +295,14 @@ impl DocActor {
                 _ = self.durability.changed() => {
                     self.on_saved();
                     self.close_doomed();
+                }
+                Some(remote) = relay::next(&mut self.membership) => {
+                    self.remote(remote);
+                    self.close_doomed();
+                    if self.poisoned {
+                        self.hand_over(rx, &env).await;
+                        return;
+                    }
                 }
                 _ = awareness_check.tick(), if !self.awareness.is_empty() => {
                     self.expire_awareness();
@@ -444,6 +476,7 @@ impl DocActor {
         if outcome.missing {
             debug!(doc = %self.name, %peer, "document waits for missing updates; asked the peer to resync");
         }
+        self.publish(&outcome.broadcast);
         self.absorb(Some(id), outcome, &origin, started);
         if is_update {
             let seq = self.durability.last_seq();
@@ -630,6 +663,7 @@ impl DocActor {
             return;
         }
         let changed = outcome.applied.is_some() || !outcome.awareness.is_empty();
+        self.publish(&outcome.broadcast);
         self.absorb(session, outcome, origin, started);
         let seq = self.durability.last_seq();
         if wait_saved {
@@ -682,10 +716,20 @@ impl DocActor {
         }
     }
 
-    fn inspect(&self, root: &str) -> DocInfo {
+    /// The text is read from the document's encoded state (what clients receive and the
+    /// store keeps), not from the live replica: after some forged updates yrs shows content
+    /// its encodings leave out (fuzz/regressions/README.md), and the API must show what
+    /// everyone else sees.
+    fn inspect(&mut self, root: &str) -> DocInfo {
+        let replica = Document::new(self.name.clone());
+        let full = self.full_state();
+        let text = match replica.apply_update_v1(&full.frame[full.payload_at..]) {
+            Ok(_) => replica.text_string(root),
+            Err(_) => self.doc.text_string(root),
+        };
         DocInfo {
             name: self.name.to_string(),
-            text: self.doc.text_string(root),
+            text,
             seq: self.durability.last_seq(),
             saved_seq: self.durability.saved_seq(),
             state_bytes: self.doc_bytes,
@@ -764,6 +808,7 @@ impl DocActor {
             debug!(doc = %self.name, peer = %conn.peer, conn = id, "left");
             let now = self.now_ms();
             if let Some(frame) = conn.session.close(&mut self.awareness, now) {
+                self.publish(std::slice::from_ref(&frame));
                 self.broadcast(Bytes::from(frame));
             }
         }

@@ -25,6 +25,9 @@ pub struct Loaded {
     pub stored_bytes: usize,
     /// The log entries after the snapshot, to resume SSE clients and long-polls from.
     pub recent: Vec<(u64, bytes::Bytes)>,
+    /// Cluster mode: other nodes' log rows now in memory (node, up to seq), which the next
+    /// snapshot may fold away.
+    pub foreign: Vec<(String, u64)>,
 }
 
 /// Why a document could not be loaded.
@@ -52,7 +55,13 @@ pub enum LoadError {
 }
 
 /// Loads `name`, retrying for as long as the database is unreachable.
-pub async fn load(store: &dyn Store, name: &Arc<str>) -> Result<Loaded, LoadError> {
+///
+/// In cluster mode every node numbers the updates it applies on its own, so the stored
+/// numbers of other nodes mean nothing to this one's readers: the actor continues from a
+/// random point far above every stored number (readers resuming with a number another
+/// node gave them then fall outside this node's range and get the whole state), and keeps
+/// no stored entries as its resume window.
+pub async fn load(store: &dyn Store, name: &Arc<str>, cluster: bool) -> Result<Loaded, LoadError> {
     let mut backoff = Duration::from_millis(100);
     let stored = loop {
         match store.load(name).await {
@@ -65,13 +74,19 @@ pub async fn load(store: &dyn Store, name: &Arc<str>) -> Result<Loaded, LoadErro
             Err(e) => return Err(LoadError::Store(e)),
         }
     };
-    build(name, stored.unwrap_or_default())
+    let mut loaded = build(name, stored.unwrap_or_default())?;
+    if cluster {
+        loaded.last_seq += (1u64 << 32) + (uuid::Uuid::new_v4().as_u128() as u64 & 0xffff_ffff);
+        loaded.recent.clear();
+    }
+    Ok(loaded)
 }
 
 /// Rebuilds the document from its stored form.
-pub fn build(name: &Arc<str>, stored: StoredDoc) -> Result<Loaded, LoadError> {
+pub fn build(name: &Arc<str>, mut stored: StoredDoc) -> Result<Loaded, LoadError> {
     let doc = Document::new(name.clone());
     let last_seq = stored.last_seq();
+    let foreign = std::mem::take(&mut stored.foreign);
     let mut stored_bytes = 0;
     if let Some(s) = &stored.snapshot {
         stored_bytes += s.state.len();
@@ -95,6 +110,7 @@ pub fn build(name: &Arc<str>, stored: StoredDoc) -> Result<Loaded, LoadError> {
         log_bytes,
         stored_bytes,
         recent: stored.log.into_iter().map(|e| (e.seq, e.update)).collect(),
+        foreign,
     })
 }
 
@@ -123,8 +139,10 @@ mod tests {
                 seq: 4,
                 state: snapshot.into(),
                 state_vector: sv.into(),
+                covers: Vec::new(),
             }),
             log: vec![entry(5, update.unwrap())],
+            foreign: Vec::new(),
         };
         let loaded = build(&Arc::from("d"), stored).unwrap();
         assert_eq!(loaded.doc.text_string("content"), "hello world");
@@ -140,6 +158,7 @@ mod tests {
         let stored = StoredDoc {
             snapshot: None,
             log: vec![entry(1, good.unwrap()), entry(2, vec![0xff, 0xff, 0xff])],
+            foreign: Vec::new(),
         };
         let err = build(&Arc::from("d"), stored).err().expect("corrupt");
         assert!(

@@ -24,6 +24,8 @@ pub struct Durability {
     log_bytes: usize,
     compact_after_updates: usize,
     compact_after_bytes: usize,
+    /// Other nodes' log rows loaded into memory (cluster mode), folded by every snapshot.
+    foreign: Vec<(String, u64)>,
 }
 
 impl Durability {
@@ -40,6 +42,7 @@ impl Durability {
             log_bytes: loaded.log_bytes,
             compact_after_updates: config.compact_after_updates.max(1),
             compact_after_bytes: config.compact_after_bytes.max(1),
+            foreign: loaded.foreign.clone(),
         }
     }
 
@@ -90,6 +93,7 @@ impl Durability {
             seq: self.last_seq,
             state: doc.snapshot_v1().into(),
             state_vector: doc.state_vector_v1().into(),
+            covers: self.foreign.clone(),
         };
         self.writer.compact(&self.name, snapshot, &self.progress);
         self.log_updates = 0;

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::hub::command::{ApiError, Command, Reply};
 use crate::hub::doc_actor::{self, Env};
@@ -66,20 +67,33 @@ struct Inner {
     config: Arc<Config>,
     store: Arc<dyn Store>,
     writer: Writer,
+    cluster: Option<Cluster>,
 }
 
 impl Registry {
     /// An empty registry whose actors use `config`, load from `store` and write through
     /// `writer`.
-    pub fn new(config: Arc<Config>, store: Arc<dyn Store>, writer: Writer) -> Self {
+    /// With `cluster`, documents are shared with the other nodes.
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        writer: Writer,
+        cluster: Option<Cluster>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 docs: Mutex::new(HashMap::new()),
                 config,
                 store,
                 writer,
+                cluster,
             }),
         }
+    }
+
+    /// The cluster link, in cluster mode.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.inner.cluster.as_ref()
     }
 
     /// The group-commit writer every document writes through.
@@ -133,6 +147,7 @@ impl Registry {
                     store: self.inner.store.clone(),
                     writer: self.inner.writer.clone(),
                     after_crash: crashed,
+                    cluster: self.inner.cluster.clone(),
                 };
                 doc_actor::spawn(name, rx, env);
                 handle

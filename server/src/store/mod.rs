@@ -28,6 +28,9 @@ pub struct StoredDoc {
     pub snapshot: Option<Snapshot>,
     /// Log entries after the snapshot, in sequence order.
     pub log: Vec<LogEntry>,
+    /// Cluster mode: the highest sequence number loaded of each other node's log rows. A
+    /// snapshot taken after this load holds them, so it may fold them away.
+    pub foreign: Vec<(String, u64)>,
 }
 
 impl StoredDoc {
@@ -47,6 +50,9 @@ pub struct Snapshot {
     pub state: Bytes,
     /// Its v1 state vector, so a peer's diff can be judged without loading the state.
     pub state_vector: Bytes,
+    /// Cluster mode: other nodes' log rows (node, up to seq) this snapshot also holds,
+    /// because they were loaded before it was taken.
+    pub covers: Vec<(String, u64)>,
 }
 
 /// One update of the log.
@@ -193,9 +199,18 @@ pub trait Store: Send + Sync + 'static {
 
 /// Opens the store `url` names: `postgres://…` / `postgresql://…` or `sqlite://…`
 /// (the SQLite file and its folder are created if missing).
-pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+///
+/// `node` is set in cluster mode: the node's log rows are tagged with it, and snapshots
+/// are merged with the stored one (another node may have written it) under an advisory
+/// lock. Only Postgres can be shared by several nodes.
+pub async fn open(url: &str, node: Option<Uuid>) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::PgStore::connect(url).await?))
+        Ok(Arc::new(postgres::PgStore::connect(url, node).await?))
+    } else if node.is_some() {
+        Err(StoreError::Url {
+            url: url.to_owned(),
+            reason: "cluster mode (--redis-url) needs a Postgres database every node shares".into(),
+        })
     } else if url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteStore::connect(url).await?))
     } else {
@@ -228,28 +243,36 @@ fn seq_u64(table: &'static str, seq: i64) -> Result<u64, StoreError> {
     })
 }
 
-/// One row of the load queries: (kind: 0 snapshot / 1 log entry, seq, data, state vector).
-type LoadRow = (i32, i64, Vec<u8>, Option<Vec<u8>>);
+/// One row of the load queries: (kind: 0 snapshot / 1 log entry, node, seq, data, state
+/// vector).
+type LoadRow = (i32, String, i64, Vec<u8>, Option<Vec<u8>>);
 
 /// Builds a [`StoredDoc`] from rows ordered by kind then seq: the shape both backends'
-/// load queries return.
-fn assemble(rows: Vec<LoadRow>) -> Result<StoredDoc, StoreError> {
+/// load queries return. `own` is the loading node (rows of others are `foreign`).
+fn assemble(rows: Vec<LoadRow>, own: &str) -> Result<StoredDoc, StoreError> {
     let mut doc = StoredDoc::default();
-    for (kind, seq, data, state_vector) in rows {
+    let mut foreign: std::collections::BTreeMap<String, u64> = Default::default();
+    for (kind, node, seq, data, state_vector) in rows {
         let seq = seq_u64(if kind == 0 { "snapshots" } else { "updates" }, seq)?;
         if kind == 0 {
             doc.snapshot = Some(Snapshot {
                 seq,
                 state: data.into(),
                 state_vector: state_vector.unwrap_or_default().into(),
+                covers: Vec::new(),
             });
         } else {
+            if node != own {
+                let max = foreign.entry(node).or_default();
+                *max = (*max).max(seq);
+            }
             doc.log.push(LogEntry {
                 seq,
                 update: data.into(),
             });
         }
     }
+    doc.foreign = foreign.into_iter().collect();
     Ok(doc)
 }
 
@@ -279,6 +302,7 @@ mod tests {
             seq: 7,
             state: Bytes::new(),
             state_vector: Bytes::new(),
+            covers: Vec::new(),
         });
         assert_eq!(d.last_seq(), 7);
         d.log.push(LogEntry {
@@ -294,6 +318,7 @@ mod tests {
                 seq,
                 state: Bytes::new(),
                 state_vector: Bytes::new(),
+                covers: Vec::new(),
             }),
             log: log
                 .iter()
@@ -302,6 +327,7 @@ mod tests {
                     update: Bytes::new(),
                 })
                 .collect(),
+            foreign: Vec::new(),
         }
     }
 

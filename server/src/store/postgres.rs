@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{
     appended_bytes, assemble, classify, seq_i64, seq_u64, DocMeta, DocWrite, LoadRow, LogEntry,
-    Store, StoreError, StoredDoc, INSERT_CHUNK,
+    Snapshot, Store, StoreError, StoredDoc, INSERT_CHUNK,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -18,6 +18,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgre
 /// Postgres connection pool holding Tandem's tables.
 pub struct PgStore {
     pool: PgPool,
+    /// This node's id in cluster mode (its log rows are tagged with it); `""` alone.
+    node: String,
 }
 
 /// Postgres SQLSTATEs that mean "not now": connection exceptions (08), operator
@@ -38,34 +40,42 @@ fn err(e: sqlx::Error) -> StoreError {
 impl PgStore {
     /// Connects to `url`. Acquiring a connection gives up after 3 s, so during an outage
     /// callers get an error they can retry instead of hanging.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    pub async fn connect(url: &str, node: Option<Uuid>) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(3))
             .connect(url)
             .await
             .map_err(err)?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            node: node.map(|n| n.to_string()).unwrap_or_default(),
+        })
     }
 }
 
+/// The snapshot and every log row it does not hold: the snapshotting node's rows after
+/// its seq, and every row of other nodes (each node numbers its own rows).
 const LOAD: &str = "
 WITH d AS (SELECT id FROM documents WHERE name = $1),
-     s AS (SELECT seq, state, state_vector FROM snapshots WHERE doc_id = (SELECT id FROM d))
-SELECT 0::int4 AS kind, seq, state AS data, state_vector FROM s
+     s AS (SELECT node, seq, state, state_vector FROM snapshots WHERE doc_id = (SELECT id FROM d))
+SELECT 0::int4 AS kind, node, seq, state AS data, state_vector FROM s
 UNION ALL
-SELECT 1::int4, u.seq, u.data, NULL::bytea FROM updates u
- WHERE u.doc_id = (SELECT id FROM d) AND u.seq > COALESCE((SELECT seq FROM s), 0)
-ORDER BY 1, 2";
+SELECT 1::int4, u.node, u.seq, u.data, NULL::bytea FROM updates u
+ WHERE u.doc_id = (SELECT id FROM d)
+   AND NOT (u.node = COALESCE((SELECT node FROM s), '')
+            AND u.seq <= COALESCE((SELECT seq FROM s), 0))
+ORDER BY 1, 3, 2";
 
+/// This node's rows after `$2` (readers resume in the numbering of the node they read).
 const LOG_AFTER: &str = "
 WITH d AS (SELECT id FROM documents WHERE name = $1)
-SELECT 0::int4 AS kind, seq, ''::bytea AS data, NULL::bytea AS state_vector
-  FROM snapshots WHERE doc_id = (SELECT id FROM d)
+SELECT 0::int4 AS kind, node, seq, ''::bytea AS data, NULL::bytea AS state_vector
+  FROM snapshots WHERE doc_id = (SELECT id FROM d) AND node = $3
 UNION ALL
-SELECT 1::int4, seq, data, NULL::bytea FROM updates
- WHERE doc_id = (SELECT id FROM d) AND seq > $2
-ORDER BY 1, 2";
+SELECT 1::int4, node, seq, data, NULL::bytea FROM updates
+ WHERE doc_id = (SELECT id FROM d) AND node = $3 AND seq > $2
+ORDER BY 1, 3";
 
 const META: &str = "SELECT id, name, created_at, updated_at, size_bytes FROM documents";
 
@@ -77,6 +87,47 @@ fn meta_of(row: &sqlx::postgres::PgRow) -> Result<DocMeta, StoreError> {
         updated_at: row.try_get("updated_at").map_err(err)?,
         size_bytes: seq_u64("documents", row.try_get("size_bytes").map_err(err)?)?,
     })
+}
+
+impl PgStore {
+    /// Cluster mode: another node may have stored a snapshot holding updates this node
+    /// never received (their log rows are gone). Merge it into ours, under a per-document
+    /// advisory lock so two nodes compacting at once cannot overwrite each other's.
+    async fn merge_stored(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Postgres>,
+        id: Uuid,
+        ours: &Snapshot,
+    ) -> Result<Snapshot, StoreError> {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))")
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
+        let stored: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT state FROM snapshots WHERE doc_id = $1")
+                .bind(id)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(err)?;
+        let Some(stored) = stored else {
+            return Ok(ours.clone());
+        };
+        let doc = tandem_engine::Document::new("merge");
+        for state in [&stored[..], &ours.state[..]] {
+            doc.apply_update_v1(state)
+                .map_err(|e| StoreError::Corrupt {
+                    table: "snapshots",
+                    reason: format!("cannot merge snapshots: {e}"),
+                })?;
+        }
+        Ok(Snapshot {
+            seq: ours.seq,
+            state: doc.snapshot_v1().into(),
+            state_vector: doc.state_vector_v1().into(),
+            covers: ours.covers.clone(),
+        })
+    }
 }
 
 #[async_trait]
@@ -107,17 +158,18 @@ impl Store for PgStore {
         if rows.is_empty() {
             return Ok(None);
         }
-        assemble(rows).map(Some)
+        assemble(rows, &self.node).map(Some)
     }
 
     async fn log_after(&self, name: &str, after: u64) -> Result<Option<Vec<LogEntry>>, StoreError> {
         let rows: Vec<LoadRow> = sqlx::query_as(LOG_AFTER)
             .bind(name)
             .bind(seq_i64(after))
+            .bind(&self.node)
             .fetch_all(&self.pool)
             .await
             .map_err(err)?;
-        let doc = assemble(rows)?;
+        let doc = assemble(rows, &self.node)?;
         Ok(super::contiguous_after(doc, after))
     }
 
@@ -138,15 +190,16 @@ impl Store for PgStore {
             .map_err(err)?;
             for chunk in w.appends.chunks(INSERT_CHUNK) {
                 let mut q = QueryBuilder::<Postgres>::new(
-                    "INSERT INTO updates (doc_id, seq, data, origin) ",
+                    "INSERT INTO updates (doc_id, node, seq, data, origin) ",
                 );
                 q.push_values(chunk, |mut row, a| {
                     row.push_bind(id)
+                        .push_bind(&self.node)
                         .push_bind(seq_i64(a.seq))
                         .push_bind(&a.update[..])
                         .push_bind(&*a.origin);
                 });
-                q.push(" ON CONFLICT (doc_id, seq) DO NOTHING");
+                q.push(" ON CONFLICT (doc_id, node, seq) DO NOTHING");
                 // Not cached: the statement differs with every batch size, and each
                 // cached one holds memory on every connection.
                 q.build()
@@ -156,26 +209,42 @@ impl Store for PgStore {
                     .map_err(err)?;
             }
             if let Some(s) = &w.snapshot {
+                let merged;
+                let s = if self.node.is_empty() {
+                    s
+                } else {
+                    merged = self.merge_stored(&mut tx, id, s).await?;
+                    &merged
+                };
                 sqlx::query(
-                    "INSERT INTO snapshots (doc_id, seq, state, state_vector) VALUES ($1, $2, $3, $4)
+                    "INSERT INTO snapshots (doc_id, node, seq, state, state_vector)
+                     VALUES ($1, $2, $3, $4, $5)
                      ON CONFLICT (doc_id) DO UPDATE
-                       SET seq = EXCLUDED.seq, state = EXCLUDED.state,
+                       SET node = EXCLUDED.node, seq = EXCLUDED.seq, state = EXCLUDED.state,
                            state_vector = EXCLUDED.state_vector, created_at = now()
-                     WHERE snapshots.seq <= EXCLUDED.seq",
+                     WHERE snapshots.node <> EXCLUDED.node OR snapshots.seq <= EXCLUDED.seq",
                 )
                 .bind(id)
+                .bind(&self.node)
                 .bind(seq_i64(s.seq))
                 .bind(&s.state[..])
                 .bind(&s.state_vector[..])
                 .execute(&mut *tx)
                 .await
                 .map_err(err)?;
-                sqlx::query("DELETE FROM updates WHERE doc_id = $1 AND seq <= $2")
+                let own = std::iter::once((self.node.as_str(), s.seq));
+                let covered = s.covers.iter().map(|(n, seq)| (n.as_str(), *seq));
+                for (node, upto) in own.chain(covered) {
+                    sqlx::query(
+                        "DELETE FROM updates WHERE doc_id = $1 AND node = $2 AND seq <= $3",
+                    )
                     .bind(id)
-                    .bind(seq_i64(s.seq))
+                    .bind(node)
+                    .bind(seq_i64(upto))
                     .execute(&mut *tx)
                     .await
                     .map_err(err)?;
+                }
                 sqlx::query(
                     "UPDATE documents SET size_bytes =
                        (SELECT octet_length(state) FROM snapshots WHERE doc_id = $1)

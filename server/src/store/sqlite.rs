@@ -79,20 +79,20 @@ impl SqliteStore {
 const LOAD: &str = "
 WITH d AS (SELECT id FROM documents WHERE name = ?1),
      s AS (SELECT seq, state, state_vector FROM snapshots WHERE doc_id = (SELECT id FROM d))
-SELECT 0 AS kind, seq, state AS data, state_vector FROM s
+SELECT 0 AS kind, '' AS node, seq, state AS data, state_vector FROM s
 UNION ALL
-SELECT 1, u.seq, u.data, NULL FROM updates u
+SELECT 1, '', u.seq, u.data, NULL FROM updates u
  WHERE u.doc_id = (SELECT id FROM d) AND u.seq > COALESCE((SELECT seq FROM s), 0)
-ORDER BY 1, 2";
+ORDER BY 1, 3";
 
 const LOG_AFTER: &str = "
 WITH d AS (SELECT id FROM documents WHERE name = ?1)
-SELECT 0 AS kind, seq, x'' AS data, NULL AS state_vector
+SELECT 0 AS kind, '' AS node, seq, x'' AS data, NULL AS state_vector
   FROM snapshots WHERE doc_id = (SELECT id FROM d)
 UNION ALL
-SELECT 1, seq, data, NULL FROM updates
+SELECT 1, '', seq, data, NULL FROM updates
  WHERE doc_id = (SELECT id FROM d) AND seq > ?2
-ORDER BY 1, 2";
+ORDER BY 1, 3";
 
 const META: &str = "SELECT id, name, created_at, updated_at, size_bytes FROM documents";
 
@@ -143,7 +143,7 @@ impl Store for SqliteStore {
         if rows.is_empty() {
             return Ok(None);
         }
-        assemble(rows).map(Some)
+        assemble(rows, "").map(Some)
     }
 
     async fn log_after(&self, name: &str, after: u64) -> Result<Option<Vec<LogEntry>>, StoreError> {
@@ -153,7 +153,7 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(err)?;
-        let doc = assemble(rows)?;
+        let doc = assemble(rows, "")?;
         Ok(super::contiguous_after(doc, after))
     }
 

@@ -247,8 +247,18 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(url: &str) -> Client {
+        Client::connect_with_state(url, None).await
+    }
+
+    /// A client whose replica starts with `state` (a v1 update): what a y-websocket client
+    /// that reconnects (to another node, say) brings along; the sync uploads what the
+    /// server lacks.
+    pub async fn connect_with_state(url: &str, state: Option<&[u8]>) -> Client {
         let ws = raw(url).await;
         let doc = Document::new("client");
+        if let Some(state) = state {
+            doc.apply_update_v1(state).unwrap();
+        }
         let awareness = Awareness::new(doc.client_id());
         let shared = Arc::new(Mutex::new(Shared {
             session: SyncSession::new(Role::Client),
@@ -345,6 +355,11 @@ impl Client {
         });
         let frame = tandem_engine::protocol::codec::encode_update(&update.unwrap());
         self.out.send(Ws::Binary(frame.into())).unwrap();
+    }
+
+    /// The replica's whole state as one v1 update.
+    pub fn state(&self) -> Vec<u8> {
+        self.shared.lock().unwrap().doc.snapshot_v1()
     }
 
     pub fn text(&self) -> String {

@@ -1,0 +1,251 @@
+//! The two tasks that talk to Redis: the subscriber (one pub/sub connection carrying every
+//! loaded document's channel, resubscribed after each reconnect) and the publisher (one
+//! connection, publishes pipelined in batches, in order). Both retry with backoff while
+//! Redis is down; the node meanwhile serves its own clients.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::{channel, decode, Op, Remote, Shared};
+
+/// First and longest pause between reconnection attempts.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
+
+/// Publishes sent in one pipeline at most.
+const PUBLISH_BATCH: usize = 512;
+
+/// How often the subscriber pings Redis: a pub/sub connection to a Redis that went away
+/// can stay silent instead of ending, and a dead link must be noticed (and resynced)
+/// within a few seconds.
+const PING_EVERY: Duration = Duration::from_secs(1);
+
+fn set_down(shared: &Shared, why: String) {
+    if shared.up.swap(false, Ordering::AcqRel) {
+        warn!(error = %why, "redis link down: serving local clients only until it returns");
+    }
+    metrics::gauge!("tandem_cluster_up").set(0.0);
+    *shared.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+}
+
+fn set_up(shared: &Shared) {
+    *shared.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    shared.up.store(true, Ordering::Release);
+    metrics::gauge!("tandem_cluster_up").set(1.0);
+}
+
+/// The documents this node has loaded: channel → (name, where their frames go).
+type Docs = HashMap<Vec<u8>, (Arc<str>, mpsc::Sender<Remote>)>;
+
+/// Receives every loaded document's channel and hands frames of other nodes to the
+/// document; keeps the subscriptions across reconnects.
+pub(super) async fn subscriber(
+    client: redis::Client,
+    shared: Arc<Shared>,
+    mut ops: mpsc::UnboundedReceiver<Op>,
+) {
+    let mut docs: Docs = HashMap::new();
+    let mut backoff = BACKOFF.0;
+    let mut ever_up = false;
+    loop {
+        let pubsub = match client.get_async_pubsub().await {
+            Ok(p) => p,
+            Err(e) => {
+                set_down(&shared, format!("redis unreachable: {e}"));
+                // Keep registering documents while waiting: they subscribe on reconnect.
+                let deadline = tokio::time::Instant::now() + backoff;
+                while let Ok(Some(op)) = tokio::time::timeout_at(deadline, ops.recv()).await {
+                    apply_offline(&shared, &mut docs, op);
+                }
+                backoff = (backoff * 2).min(BACKOFF.1);
+                continue;
+            }
+        };
+        let (mut sink, mut stream) = pubsub.split();
+        let mut failed = None;
+        for ch in docs.keys() {
+            if let Err(e) = sink.subscribe(ch.as_slice()).await {
+                failed = Some(e.to_string());
+                break;
+            }
+        }
+        if let Some(e) = failed {
+            set_down(&shared, format!("redis subscribe failed: {e}"));
+            tokio::time::sleep(backoff).await;
+            continue;
+        }
+        set_up(&shared);
+        backoff = BACKOFF.0;
+        if ever_up {
+            info!(
+                documents = docs.len(),
+                "redis link back: resyncing documents"
+            );
+            for (_, to) in docs.values() {
+                let _ = to.try_send(Remote::Reconnected);
+            }
+        }
+        ever_up = true;
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let why = loop {
+            tokio::select! {
+                _ = ping.tick() => {
+                    match tokio::time::timeout(PING_EVERY * 2, sink.ping::<String>()).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => break format!("redis ping failed: {e}"),
+                        Err(_) => break "redis did not answer a ping".to_owned(),
+                    }
+                }
+                op = ops.recv() => match op {
+                    None => return,
+                    Some(Op::Join { doc, to, ready }) => {
+                        let ch = channel(&shared.prefix, &doc);
+                        docs.insert(ch.clone(), (doc, to));
+                        if let Err(e) = sink.subscribe(ch.as_slice()).await {
+                            break format!("redis subscribe failed: {e}");
+                        }
+                        let _ = ready.send(());
+                    }
+                    Some(Op::Resync) => {
+                        info!(documents = docs.len(), "publishing resumed: resyncing documents");
+                        for (_, to) in docs.values() {
+                            let _ = to.try_send(Remote::Reconnected);
+                        }
+                    }
+                    Some(Op::Leave { doc }) => {
+                        let ch = channel(&shared.prefix, &doc);
+                        // A document reloaded meanwhile registered a new sender: keep it.
+                        if docs.get(&ch).is_some_and(|(_, to)| to.is_closed()) {
+                            docs.remove(&ch);
+                            if let Err(e) = sink.unsubscribe(ch.as_slice()).await {
+                                break format!("redis unsubscribe failed: {e}");
+                            }
+                        }
+                    }
+                },
+                msg = stream.next() => match msg {
+                    None => break "redis connection lost".to_owned(),
+                    Some(msg) => dispatch(&shared, &docs, &msg),
+                },
+            }
+        };
+        set_down(&shared, why);
+    }
+}
+
+/// Registers or forgets a document while Redis is down (it is subscribed on reconnect).
+fn apply_offline(shared: &Shared, docs: &mut Docs, op: Op) {
+    match op {
+        Op::Join { doc, to, ready } => {
+            docs.insert(channel(&shared.prefix, &doc), (doc, to));
+            let _ = ready.send(());
+        }
+        Op::Leave { doc } => {
+            let ch = channel(&shared.prefix, &doc);
+            if docs.get(&ch).is_some_and(|(_, to)| to.is_closed()) {
+                docs.remove(&ch);
+            }
+        }
+        // The reconnect resyncs every document anyway.
+        Op::Resync => {}
+    }
+}
+
+fn dispatch(shared: &Shared, docs: &Docs, msg: &redis::Msg) {
+    let Ok(ch) = msg.get_channel::<Vec<u8>>() else {
+        return;
+    };
+    let Some((doc, to)) = docs.get(&ch) else {
+        return;
+    };
+    let Some((node, frame)) = decode(msg.get_payload_bytes()) else {
+        debug!(%doc, "ignoring a malformed cluster message");
+        return;
+    };
+    if node == shared.node {
+        return; // our own, already applied
+    }
+    metrics::counter!("tandem_cluster_received_total").increment(1);
+    let remote = Remote::Frame {
+        node,
+        frame: Bytes::copy_from_slice(frame),
+    };
+    if let Err(mpsc::error::TrySendError::Full(remote)) = to.try_send(remote) {
+        // A busy document must not stall every other one: queue it aside. Order does not
+        // matter to the CRDT (updates wait for what they depend on).
+        let to = to.clone();
+        tokio::spawn(async move {
+            let _ = to.send(remote).await;
+        });
+    }
+}
+
+/// Publishes frames in the order they were queued, a pipeline per batch.
+/// Publishes lost to an outage are repaired by a resync, which the publisher asks the
+/// subscriber for (`ops`) once it can publish again.
+pub(super) async fn publisher(
+    client: redis::Client,
+    shared: Arc<Shared>,
+    mut queue: mpsc::UnboundedReceiver<(Vec<u8>, Bytes)>,
+    ops: mpsc::UnboundedSender<Op>,
+) {
+    let mut backoff = BACKOFF.0;
+    let mut conn = None;
+    let mut lost = false;
+    while let Some(first) = queue.recv().await {
+        let mut pipe = redis::pipe();
+        pipe.publish(first.0, &first.1[..]).ignore();
+        let mut count = 1;
+        while count < PUBLISH_BATCH {
+            match queue.try_recv() {
+                Ok((ch, payload)) => {
+                    pipe.publish(ch, &payload[..]).ignore();
+                    count += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        if conn.is_none() {
+            match client.get_multiplexed_async_connection().await {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    set_down(&shared, format!("redis unreachable: {e}"));
+                    // Drop what queued up meanwhile too: memory stays bounded by one
+                    // backoff's worth of traffic, and the resync repairs the loss.
+                    while queue.try_recv().is_ok() {
+                        count += 1;
+                    }
+                    metrics::counter!("tandem_cluster_dropped_total").increment(count as u64);
+                    lost = true;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF.1);
+                    continue;
+                }
+            }
+        }
+        let c = conn.as_mut().expect("connected above");
+        match pipe.query_async::<()>(c).await {
+            Ok(()) => {
+                backoff = BACKOFF.0;
+                metrics::counter!("tandem_cluster_published_total").increment(count as u64);
+                if std::mem::take(&mut lost) {
+                    let _ = ops.send(Op::Resync);
+                }
+            }
+            Err(e) => {
+                // Dropped; the subscriber's reconnect triggers the resync that repairs it.
+                set_down(&shared, format!("redis publish failed: {e}"));
+                metrics::counter!("tandem_cluster_dropped_total").increment(count as u64);
+                lost = true;
+                conn = None;
+            }
+        }
+    }
+}

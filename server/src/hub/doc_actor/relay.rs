@@ -1,0 +1,98 @@
+//! A document actor's side of cluster mode: what its own clients change goes to the other
+//! nodes, and what they publish is applied here as if a client of this node had sent it,
+//! except that it is not published again.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tandem_engine::protocol::codec;
+use tandem_engine::{DocError, Message, SessionError, SyncMessage};
+use tracing::{debug, error, warn};
+
+use super::DocActor;
+use crate::cluster::{Membership, Remote};
+
+/// The next message from the other nodes, or never (single node).
+pub(super) async fn next(membership: &mut Option<Membership>) -> Option<Remote> {
+    match membership {
+        Some(m) => m.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl DocActor {
+    /// Sends frames this node relays to its own clients to the other nodes as well.
+    pub(super) fn publish(&self, frames: &[Vec<u8>]) {
+        if let Some(cluster) = &self.cluster {
+            for frame in frames {
+                cluster.publish(&self.name, frame);
+            }
+        }
+    }
+
+    /// Asks the other nodes for what this one lacks (they answer with an update holding
+    /// it) and republishes the presence this node knows: after a load, and after an outage
+    /// of the link during which frames were lost.
+    pub(super) fn resync_cluster(&self) {
+        if self.cluster.is_none() {
+            return;
+        }
+        let mut frames = vec![codec::encode_step1(&self.doc.state_vector_v1())];
+        if !self.awareness.is_empty() {
+            frames.push(self.awareness.encode_all().encode_frame());
+        }
+        self.publish(&frames);
+    }
+
+    /// Applies what another node published.
+    pub(super) fn remote(&mut self, remote: Remote) {
+        let (node, frame) = match remote {
+            Remote::Reconnected => return self.resync_cluster(),
+            Remote::Frame { node, frame } => (node, frame),
+        };
+        let message = match Message::decode(&frame) {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(doc = %self.name, %node, error = %e, "undecodable frame from another node");
+                return;
+            }
+        };
+        if let Message::Sync(SyncMessage::Step1(sv)) = &message {
+            // Another node asks for what it lacks: everyone hears the answer, which costs
+            // nothing to those who have it already.
+            let diff = self.doc.diff_v1_from(sv);
+            if diff.len() > 2 {
+                self.publish(&[codec::encode_update(&diff)]);
+            }
+            return;
+        }
+        let started = Instant::now();
+        let now = self.now_ms();
+        let outcome = match self.cluster_session.handle(
+            &self.doc,
+            &mut self.awareness,
+            &message,
+            now,
+        ) {
+            Ok(o) => o,
+            Err(SessionError::Doc(DocError::Poisoned)) => {
+                error!(doc = %self.name, %node, "an update from another node crashed the CRDT; reloading");
+                self.poisoned = true;
+                return;
+            }
+            Err(e) => {
+                warn!(doc = %self.name, %node, error = %e, "frame from another node refused");
+                return;
+            }
+        };
+        if outcome.missing {
+            debug!(doc = %self.name, %node, "waiting for updates from other nodes; asking");
+        }
+        // A step 1 asking for what is missing goes to the other nodes.
+        self.publish(&outcome.reply);
+        let origin: Arc<str> = format!("node {node}").into();
+        let mut outcome = outcome;
+        outcome.reply.clear();
+        self.absorb(None, outcome, &origin, started);
+    }
+}

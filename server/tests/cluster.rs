@@ -1,0 +1,282 @@
+//! Cluster mode with real processes: three `tandem-server` nodes sharing the machine's
+//! Redis (127.0.0.1:6379) and one Postgres database, clients spread over them.
+//!
+//! The tests run one at a time (one of them restarts Redis) and each uses its own channel
+//! prefix, so nothing leaks between them.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::{Client, PgDatabase, Server};
+use tokio::sync::Mutex;
+
+const REDIS: &str = "redis://127.0.0.1:6379";
+
+/// Serialises the tests of this file: one restarts the Redis all of them use.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
+
+fn redis_up() -> bool {
+    Command::new("redis-cli")
+        .args(["-p", "6379", "ping"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG")
+}
+
+fn start_redis() {
+    if !redis_up() {
+        let status = Command::new("redis-server")
+            .args(["--daemonize", "yes", "--port", "6379", "--save", ""])
+            .status()
+            .expect("redis-server");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !redis_up() {
+            assert!(Instant::now() < deadline, "redis did not come back");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn stop_redis() {
+    let _ = Command::new("redis-cli")
+        .args(["-p", "6379", "shutdown", "nosave"])
+        .output();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis_up() {
+        assert!(Instant::now() < deadline, "redis did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Brings Redis back even when a test fails half-way.
+struct RedisGuard;
+
+impl Drop for RedisGuard {
+    fn drop(&mut self) {
+        start_redis();
+    }
+}
+
+/// `n` nodes on one fresh Postgres database, with a channel prefix of their own.
+async fn cluster(n: usize, extra: &[&str]) -> (Vec<Server>, PgDatabase) {
+    start_redis();
+    let db = PgDatabase::create().await;
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let mut args = vec!["--redis-url", REDIS, "--redis-prefix", &prefix];
+    args.extend_from_slice(extra);
+    let nodes = (0..n)
+        .map(|_| Server::start_with_db(&db.url, &args))
+        .collect();
+    (nodes, db)
+}
+
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_on_three_nodes_edit_one_document_and_converge() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (nodes, _db) = cluster(3, &[]).await;
+    let mut clients = Vec::new();
+    for node in &nodes {
+        for _ in 0..3 {
+            clients.push(Client::connect(&node.url("shared")).await);
+        }
+    }
+    // everyone types at once, at both ends of the text
+    for round in 0..10 {
+        for (i, c) in clients.iter().enumerate() {
+            c.insert(0, &format!("<{i}.{round}>"));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let want: usize = clients.iter().map(|c| c.text().len()).max().unwrap();
+    eventually("every client holds every edit", || {
+        clients
+            .iter()
+            .all(|c| c.text().matches('<').count() == clients.len() * 10)
+    })
+    .await;
+    let first = clients[0].text();
+    assert!(clients.iter().all(|c| c.text() == first), "identical texts");
+    assert!(want <= first.len());
+    // presence crosses nodes too
+    clients[0].set_presence(r#"{"user":{"name":"on node 0"}}"#);
+    let id = clients[0].client_id();
+    clients[8].wait_presence(id, true).await;
+    // and the store holds it all: a new node loads it from Postgres alone
+    for node in &nodes {
+        assert_eq!(node.json("GET", "/readyz", b"").0, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await; // group commits
+    let late = Server::start_with_db(&_db.url, &[]);
+    let fresh = Client::connect(&late.url("shared")).await;
+    assert_eq!(fresh.text(), first);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_with_sigkill_loses_nothing_its_clients_typed() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (mut nodes, db) = cluster(3, &[]).await;
+    let doomed_client = Client::connect(&nodes[0].url("doc")).await;
+    let survivor = Client::connect(&nodes[1].url("doc")).await;
+    let third = Client::connect(&nodes[2].url("doc")).await;
+    doomed_client.insert(0, "before the crash. ");
+    survivor
+        .wait_text(|t| t == "before the crash. ", "relayed")
+        .await;
+    // typed and killed at once: whatever node 0 had not yet relayed or stored is still in
+    // its client's replica
+    doomed_client.insert(18, "typed as it died.");
+    nodes[0].kill();
+    // the client reconnects to another node with what it has
+    let state = doomed_client.state();
+    let reconnected = Client::connect_with_state(&nodes[2].url("doc"), Some(&state)).await;
+    survivor.insert(0, "[after] ");
+    let want = "[after] before the crash. typed as it died.";
+    for c in [&reconnected, &survivor, &third] {
+        c.wait_text(|t| t == want, "converged after the crash")
+            .await;
+    }
+    // node 0 is gone for good; the others must have stored everything
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(nodes);
+    let fresh_node = Server::start_with_db(&db.url, &[]);
+    let fresh = Client::connect(&fresh_node.url("doc")).await;
+    assert_eq!(fresh.text(), want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_mid_edit_ends_converged() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let _guard = RedisGuard;
+    let (nodes, _db) = cluster(2, &[]).await;
+    let a = Client::connect(&nodes[0].url("doc")).await;
+    let b = Client::connect(&nodes[1].url("doc")).await;
+    a.insert(0, "start.");
+    b.wait_text(|t| t == "start.", "relayed").await;
+    stop_redis();
+    // each node keeps serving its own clients and says it is not ready
+    for node in &nodes {
+        eventually("not ready without redis", || {
+            node.request("GET", "/readyz", b"").0 == 503
+        })
+        .await;
+    }
+    let a2 = Client::connect(&nodes[0].url("doc")).await;
+    a.insert(6, " a typed alone.");
+    b.insert(0, "b typed alone. ");
+    a2.wait_text(
+        |t| t.contains("a typed alone"),
+        "local clients still served",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!b.text().contains("a typed alone"), "no link, no relay");
+    start_redis();
+    let want_parts = ["b typed alone. ", "start.", " a typed alone."];
+    for c in [&a, &b, &a2] {
+        c.wait_text(
+            |t| want_parts.iter().all(|p| t.contains(p)),
+            "converged after redis returned",
+        )
+        .await;
+    }
+    assert_eq!(a.text(), b.text());
+    for node in &nodes {
+        eventually("ready again", || {
+            node.request("GET", "/readyz", b"").0 == 200
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_of_a_dead_node_expires_on_the_others() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (mut nodes, _db) = cluster(2, &[]).await;
+    let watcher = Client::connect(&nodes[1].url("doc")).await;
+    let ghost = Client::connect(&nodes[0].url("doc")).await;
+    ghost.set_presence(r#"{"user":{"name":"ghost"}}"#);
+    let id = ghost.client_id();
+    watcher.wait_presence(id, true).await;
+    nodes[0].kill();
+    // no removal message was ever sent: the state times out (30 s without renewal)
+    let started = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(45);
+    while watcher.presence_of(id).is_some() {
+        assert!(Instant::now() < deadline, "ghost presence never expired");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(20),
+        "expired too early"
+    );
+}
+
+#[tokio::test]
+async fn cluster_mode_refuses_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tandem-server"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--redis-url",
+            REDIS,
+            "--database-url",
+        ])
+        .arg(format!("sqlite://{}/x.db", dir.path().display()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs a Postgres"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_compacting_the_same_document_keep_every_update() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    // Every few updates each node folds the log into a snapshot, merging with the one the
+    // other node stored (under the advisory lock): neither may drop the other's edits.
+    let (nodes, db) = cluster(2, &["--compact-after-updates", "3"]).await;
+    let a = Client::connect(&nodes[0].url("doc")).await;
+    let b = Client::connect(&nodes[1].url("doc")).await;
+    for i in 0..30 {
+        a.insert(0, &format!("a{i} "));
+        b.insert(0, &format!("b{i} "));
+        if i % 3 == 0 {
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+    }
+    eventually("both sides hold 60 edits", || {
+        a.text().matches(' ').count() == 60 && b.text() == a.text()
+    })
+    .await;
+    let want = a.text();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    drop((a, b));
+    drop(nodes);
+    let fresh_node = Server::start_with_db(&db.url, &[]);
+    let fresh = Client::connect(&fresh_node.url("doc")).await;
+    assert_eq!(fresh.text(), want);
+    // and the log was really folded (each node stores all 60 updates it applied; the
+    // snapshots replaced most of those rows)
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM updates")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let snapshots: i64 = sqlx::query_scalar("SELECT count(*) FROM snapshots")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(snapshots, 1);
+    assert!(rows < 60, "{rows} log rows left of 120 written");
+}
