@@ -72,7 +72,7 @@ stop_nodes() {
 proxy() {
   local mode=$1 n=$2 cfg="$OUT/haproxy.cfg"
   {
-    echo "global"; echo "  maxconn 20000"
+    echo "global"; echo "  maxconn 4000"
     echo "defaults"; echo "  mode tcp"; echo "  timeout connect 5s"; echo "  timeout client 1h"; echo "  timeout server 1h"
     echo "frontend f"; echo "  bind 127.0.0.1:$PROXY"; echo "  default_backend b"
     echo "backend b"; echo "  balance $mode"

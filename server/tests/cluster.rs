@@ -115,6 +115,19 @@ async fn clients_on_three_nodes_edit_one_document_and_converge() {
     for node in &nodes {
         assert_eq!(node.json("GET", "/readyz", b"").0, 200);
     }
+    // the link stayed up all along (its health pings must not read as failures)
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for node in &nodes {
+        let (_, metrics) = node.http("/metrics");
+        assert!(
+            !metrics.contains("tandem_cluster_link_failures_total"),
+            "the redis link failed on a healthy redis"
+        );
+        assert!(
+            metrics.contains("tandem_cluster_up 1"),
+            "link reported down"
+        );
+    }
     tokio::time::sleep(Duration::from_millis(300)).await; // group commits
     let late = Server::start_with_db(&_db.url, &[]);
     let fresh = Client::connect(&late.url("shared")).await;

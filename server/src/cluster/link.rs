@@ -29,6 +29,7 @@ const PING_EVERY: Duration = Duration::from_secs(1);
 fn set_down(shared: &Shared, why: String) {
     if shared.up.swap(false, Ordering::AcqRel) {
         warn!(error = %why, "redis link down: serving local clients only until it returns");
+        metrics::counter!("tandem_cluster_link_failures_total").increment(1);
     }
     metrics::gauge!("tandem_cluster_up").set(0.0);
     *shared.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
@@ -97,7 +98,7 @@ pub(super) async fn subscriber(
         let why = loop {
             tokio::select! {
                 _ = ping.tick() => {
-                    match tokio::time::timeout(PING_EVERY * 2, sink.ping::<String>()).await {
+                    match tokio::time::timeout(PING_EVERY * 2, sink.ping::<redis::Value>()).await {
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => break format!("redis ping failed: {e}"),
                         Err(_) => break "redis did not answer a ping".to_owned(),
