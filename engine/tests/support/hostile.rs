@@ -206,8 +206,14 @@ pub fn check_session_input_upstream(data: &[u8]) -> Run {
 /// would stop every run at the same known bug; hunt it on purpose with that switch.
 pub fn check_session_input_fuzzing(data: &[u8]) -> Run {
     let (access, frames) = split_frames(data);
+    check_frames_fuzzing(access, &frames)
+}
+
+/// [`check_frames`] under the fuzzing rules (see [`check_session_input_fuzzing`]): what
+/// the property tests use for random and mutated frames too.
+pub fn check_frames_fuzzing(access: Access, frames: &[&[u8]]) -> Run {
     let divergence = std::env::var_os("TANDEM_FUZZ_DIVERGENCE").is_some_and(|v| v == "1");
-    check_frames_with(access, &frames, divergence)
+    check_frames_with(access, frames, divergence)
 }
 
 fn check_frames_with(access: Access, frames: &[&[u8]], clients_agree: bool) -> Run {
