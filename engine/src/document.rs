@@ -38,6 +38,11 @@ pub type Attributes = HashMap<Arc<str>, Any>;
 pub struct Document {
     name: Arc<str>,
     doc: Doc,
+    /// Updates that skip clocks of their client, held here until the clocks before them
+    /// arrive. yrs would park them itself, but yrs 0.28 shows some parked updates while
+    /// leaving them out of its encodings (and a duplicate can make one appear), so they
+    /// reach yrs only once they follow on from what it has.
+    held: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
 }
 
 impl std::fmt::Debug for Document {
@@ -81,6 +86,7 @@ impl Document {
         Self {
             name: name.into(),
             doc: Doc::with_options(options),
+            held: Arc::default(),
         }
     }
 
@@ -251,10 +257,76 @@ impl Document {
     }
 
     /// Applies a remote v1 update. Duplicate content is ignored; content whose
-    /// predecessors are missing is parked and reported through [`Applied::missing`].
-    pub fn apply_update_v1(&self, update: &[u8]) -> Result<Applied, DocError> {
-        let update = decode_update(update, crate::untrusted::update_v1, "update v1")?;
-        self.apply(update)
+    /// predecessors are missing is parked and reported through [`Applied::missing`], and
+    /// integrated once they arrive.
+    pub fn apply_update_v1(&self, bytes: &[u8]) -> Result<Applied, DocError> {
+        let update = decode_update(bytes, crate::untrusted::update_v1, "update v1")?;
+        self.apply_or_hold(update, bytes)
+    }
+
+    /// Applies `update` (decoded from v1 `bytes`), or holds it while it skips clocks;
+    /// then applies every held update the document has caught up with.
+    fn apply_or_hold(&self, update: Update, bytes: &[u8]) -> Result<Applied, DocError> {
+        if self.skips_clocks(&update) {
+            self.held_updates().push(bytes.to_vec());
+            return Ok(Applied {
+                update: None,
+                missing: true,
+            });
+        }
+        let mut applied = self.apply(update)?;
+        if applied.update.is_some() {
+            self.release_held(&mut applied)?;
+        }
+        applied.missing |= !self.held_updates().is_empty();
+        Ok(applied)
+    }
+
+    fn held_updates(&self) -> std::sync::MutexGuard<'_, Vec<Vec<u8>>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies the held updates that now follow on from the document, folding what they
+    /// integrated into `applied`, until none does.
+    fn release_held(&self, applied: &mut Applied) -> Result<(), DocError> {
+        loop {
+            let ready: Vec<Update> = {
+                let mut held = self.held_updates();
+                if held.is_empty() {
+                    return Ok(());
+                }
+                let mut ready = Vec::new();
+                let mut waiting = Vec::new();
+                for bytes in held.drain(..) {
+                    // Held bytes decoded once already; they decode again.
+                    match crate::untrusted::update_v1(&bytes) {
+                        Ok(u) if !self.skips_clocks(&u) => ready.push(u),
+                        Ok(_) => waiting.push(bytes),
+                        Err(_) => {}
+                    }
+                }
+                *held = waiting;
+                ready
+            };
+            if ready.is_empty() {
+                return Ok(());
+            }
+            for update in ready {
+                let more = self.apply(update)?;
+                applied.missing = more.missing;
+                if let Some(more) = more.update {
+                    applied.update = Some(match applied.update.take() {
+                        Some(first) => yrs::merge_updates_v1([first, more]).map_err(|source| {
+                            DocError::Decode {
+                                what: "merged update v1",
+                                source,
+                            }
+                        })?,
+                        None => more,
+                    });
+                }
+            }
+        }
     }
 
     /// Applies a v1 update from a peer that can resend (a sync session's peer), except
@@ -398,7 +470,7 @@ impl Document {
     /// that sees this after applying updates should request a resync from its peer instead
     /// of silently staying behind.
     pub fn has_missing_updates(&self) -> bool {
-        self.read().has_missing_updates()
+        self.read().has_missing_updates() || !self.held_updates().is_empty()
     }
 }
 

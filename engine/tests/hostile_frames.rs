@@ -174,27 +174,23 @@ fn enveloped_random() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
-/// Counts allocation sizes: a frame that makes the engine ask for more than the fuzzer's
-/// malloc limit fails here too (and is refused, so it cannot exhaust the machine).
+/// Refuses any single allocation above the fuzzer's limit, so a frame whose counts claim
+/// gigabytes cannot make this test machine allocate them. yrs reserves such counts
+/// fallibly (`try_reserve`): a refused reservation becomes a decode error, which the rules
+/// accept, as production does when the kernel refuses. What would really hurt — memory
+/// touched in proportion to a lying count — is refused before yrs sees it
+/// (engine/src/untrusted.rs) and bounded by the fuzzer's RSS limit.
 #[global_allocator]
 static ALLOC: hostile::LimitedAlloc = hostile::LimitedAlloc;
 
-/// Runs `frames` through the session rules in both access modes, within the allocation
-/// limit. Forged frames reach yrs 0.28's known divergence (clients vs store, see
-/// fuzz/regressions/README.md) now and then, so that one rule is checked only with
-/// `TANDEM_FUZZ_DIVERGENCE=1`; valid frames are held to it below.
+/// Runs `frames` through the session rules in both access modes. Forged frames reach
+/// yrs 0.28's known divergence (clients vs store, see fuzz/regressions/README.md) now and
+/// then, so that one rule is checked only with `TANDEM_FUZZ_DIVERGENCE=1`; valid frames
+/// are held to it below.
 fn check_both(frames: &[Vec<u8>]) {
     let frames: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
     for access in [Access::ReadWrite, Access::ReadOnly] {
-        let (_, largest) =
-            hostile::largest_allocation(|| hostile::check_frames_fuzzing(access, &frames));
-        let packed = hostile::join_frames(access, &frames);
-        assert!(
-            largest <= hostile::MALLOC_LIMIT,
-            "asked for {largest} bytes at once (limit {}): session input {}",
-            hostile::MALLOC_LIMIT,
-            hostile::hex(&packed)
-        );
+        hostile::check_frames_fuzzing(access, &frames);
     }
 }
 

@@ -437,6 +437,28 @@ fn json_to_any(value: &serde_json::Value) -> Any {
     }
 }
 
-fn fingerprint(doc: &Document) -> (Vec<u8>, bool) {
-    (doc.snapshot_v1(), doc.has_missing_updates())
+/// What a replica holds, for "a duplicate changed nothing": the content of both roots,
+/// the clocks seen of each client (zero entries dropped), and whether updates are parked.
+/// Not the snapshot's bytes: with a parked update, encoding the same state twice can lay
+/// it out differently (a proptest schedule found a duplicate "changing" the bytes alone).
+fn fingerprint(doc: &Document) -> (String, String, Vec<(u64, u32)>, bool) {
+    use yrs::{ReadTxn, Transact};
+    let mut clocks: Vec<(u64, u32)> = doc
+        .doc()
+        .transact()
+        .state_vector()
+        .iter()
+        .filter(|(_, clock)| **clock > 0)
+        .map(|(client, clock)| (client.get(), *clock))
+        .collect();
+    clocks.sort_unstable();
+    (
+        format!("{:?}", doc.text_delta(TEXT_ROOT)),
+        // Through serde_json, whose maps are ordered: the map's own order is a hash map's.
+        serde_json::to_value(doc.map_json(MAP_ROOT))
+            .map(|v| v.to_string())
+            .unwrap_or_default(),
+        clocks,
+        doc.has_missing_updates(),
+    )
 }

@@ -358,13 +358,7 @@ fn check_frames_with(access: Access, frames: &[&[u8]], clients_agree: bool) -> R
     if clients_agree {
         check_clients_agree(&doc, &observer, run.parked, &ctx);
     } else {
-        let replica = Document::with_client_id("hostile", REPLICA_CLIENT_ID);
-        if let Err(e) = replica.apply_update_v1(&doc.snapshot_v1()) {
-            panic!(
-                "the document's own snapshot does not load ({e}) after {}",
-                ctx()
-            );
-        }
+        reload(&doc, &ctx);
     }
     run
 }
@@ -381,15 +375,7 @@ fn check_clients_agree(
     parked: bool,
     ctx: &dyn Fn() -> String,
 ) {
-    let snapshot = doc.snapshot_v1();
-    let replica = Document::with_client_id("hostile", REPLICA_CLIENT_ID);
-    if let Err(e) = replica.apply_update_v1(&snapshot) {
-        panic!(
-            "the document's own snapshot does not load ({e}) after {}; snapshot {}",
-            ctx(),
-            hex(&snapshot)
-        );
-    }
+    let replica = reload(doc, ctx);
     assert_eq!(
         replica.text_delta(TEXT),
         observer.text_delta(TEXT),
@@ -418,6 +404,21 @@ fn check_clients_agree(
             ctx()
         );
     }
+}
+
+/// A replica loaded from `doc`'s snapshot (what the store would give back); the snapshot
+/// must load.
+fn reload(doc: &Document, ctx: &dyn Fn() -> String) -> Document {
+    let snapshot = doc.snapshot_v1();
+    let replica = Document::with_client_id("hostile", REPLICA_CLIENT_ID);
+    if let Err(e) = replica.apply_update_v1(&snapshot) {
+        panic!(
+            "the document's own snapshot does not load ({e}) after {}; snapshot {}",
+            ctx(),
+            hex(&snapshot)
+        );
+    }
+    replica
 }
 
 /// What the server does after closing a connection, followed by the client reconnecting:
@@ -450,15 +451,7 @@ pub fn check_consistent(doc: &Document) {
 
 /// [`check_consistent`], naming what led there (`ctx`) in every failure.
 fn check_consistent_after(doc: &Document, ctx: &dyn Fn() -> String) {
-    let snapshot = doc.snapshot_v1();
-    let replica = Document::with_client_id("hostile", REPLICA_CLIENT_ID);
-    if let Err(e) = replica.apply_update_v1(&snapshot) {
-        panic!(
-            "the document's own snapshot does not load ({e}) after {}; snapshot {}",
-            ctx(),
-            hex(&snapshot)
-        );
-    }
+    let replica = reload(doc, ctx);
     assert_eq!(
         replica.text_string(TEXT),
         doc.text_string(TEXT),

@@ -1,0 +1,79 @@
+//! What the engine's defences cost on the server's hot path: applying a peer's update.
+//! `Document::apply_update_v1` adds to raw yrs a check of the update's counts, a state
+//! vector compare (a refused update must not have changed anything) and a decode of the
+//! re-encoded result; `Document::apply_peer_update_v1` (what the server's sessions call)
+//! adds the clock-gap check. All three variants apply the same per-transaction v1 updates
+//! of a real trace to an empty replica, in one run.
+//!
+//! `cargo bench -p tandem-engine --bench peer_apply` (`TANDEM_BENCH_TRACES=a,b` to choose
+//! traces; default rustcode and sveltecomponent).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use tandem_engine::yrs::updates::decoder::Decode;
+use tandem_engine::yrs::{Doc, Transact, Update};
+use tandem_engine::Document;
+
+fn benches(c: &mut Criterion) {
+    let only = std::env::var("TANDEM_BENCH_TRACES")
+        .unwrap_or_else(|_| "rustcode,sveltecomponent".to_owned());
+    for (name, trace) in support::sequential_traces() {
+        if !only.split(',').any(|n| n == name) {
+            continue;
+        }
+        let updates = {
+            let d = Document::with_client_id("bench", 1);
+            trace.replay_collecting_updates(&d, "content").unwrap()
+        };
+        let mut group = c.benchmark_group(format!("peer_apply/{name}"));
+        group
+            .sample_size(20)
+            .measurement_time(Duration::from_secs(5))
+            .warm_up_time(Duration::from_secs(1));
+        group.bench_function("raw yrs", |b| {
+            b.iter_batched(
+                Doc::new,
+                |d| {
+                    for u in &updates {
+                        let u = Update::decode_v1(u).unwrap();
+                        d.transact_mut().apply_update(u).unwrap();
+                    }
+                    d
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        group.bench_function("apply_update_v1", |b| {
+            b.iter_batched(
+                || Document::with_client_id("replica", 2),
+                |d| {
+                    for u in &updates {
+                        d.apply_update_v1(u).unwrap();
+                    }
+                    d
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        group.bench_function("apply_peer_update_v1", |b| {
+            b.iter_batched(
+                || Document::with_client_id("replica", 2),
+                |d| {
+                    for u in &updates {
+                        d.apply_peer_update_v1(u).unwrap();
+                    }
+                    d
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(engine, benches);
+criterion_main!(engine);
