@@ -2,8 +2,9 @@
 //! `Document::apply_update_v1` adds to raw yrs a check of the update's counts, a state
 //! vector compare (a refused update must not have changed anything) and a decode of the
 //! re-encoded result; `Document::apply_peer_update_v1` (what the server's sessions call)
-//! adds the clock-gap check. All three variants apply the same per-transaction v1 updates
-//! of a real trace to an empty replica, in one run.
+//! adds the clock-gap check. Every variant applies the same per-transaction v1 updates of
+//! a real trace to an empty replica, in one run; "raw yrs + re-encode" is the least a relay
+//! must do (apply, then encode what was added for the other peers).
 //!
 //! `cargo bench -p tandem-engine --bench peer_apply` (`TANDEM_BENCH_TRACES=a,b` to choose
 //! traces; default rustcode and sveltecomponent).
@@ -41,6 +42,23 @@ fn benches(c: &mut Criterion) {
                     for u in &updates {
                         let u = Update::decode_v1(u).unwrap();
                         d.transact_mut().apply_update(u).unwrap();
+                    }
+                    d
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        // What a relay needs at least: the update applied and what it added re-encoded
+        // for the other peers (the engine before its checks did exactly this).
+        group.bench_function("raw yrs + re-encode", |b| {
+            b.iter_batched(
+                Doc::new,
+                |d| {
+                    for u in &updates {
+                        let u = Update::decode_v1(u).unwrap();
+                        let mut txn = d.transact_mut();
+                        txn.apply_update(u).unwrap();
+                        std::hint::black_box(txn.encode_update_v1());
                     }
                     d
                 },
