@@ -267,14 +267,13 @@ impl Document {
     /// Applies `update` (decoded from v1 `bytes`), or holds it while it skips clocks;
     /// then applies every held update the document has caught up with.
     fn apply_or_hold(&self, update: Update, bytes: &[u8]) -> Result<Applied, DocError> {
-        if self.skips_clocks(&update) {
+        let Some(mut applied) = self.apply(update, Gaps::Refuse)? else {
             self.held_updates().push(bytes.to_vec());
             return Ok(Applied {
                 update: None,
                 missing: true,
             });
-        }
-        let mut applied = self.apply(update)?;
+        };
         if applied.update.is_some() {
             self.release_held(&mut applied)?;
         }
@@ -287,32 +286,22 @@ impl Document {
     }
 
     /// Applies the held updates that now follow on from the document, folding what they
-    /// integrated into `applied`, until none does.
+    /// integrated into `applied`, until a pass applies none.
     fn release_held(&self, applied: &mut Applied) -> Result<(), DocError> {
         loop {
-            let ready: Vec<Update> = {
-                let mut held = self.held_updates();
-                if held.is_empty() {
-                    return Ok(());
-                }
-                let mut ready = Vec::new();
-                let mut waiting = Vec::new();
-                for bytes in held.drain(..) {
-                    // Held bytes decoded once already; they decode again.
-                    match crate::untrusted::update_v1(&bytes) {
-                        Ok(u) if !self.skips_clocks(&u) => ready.push(u),
-                        Ok(_) => waiting.push(bytes),
-                        Err(_) => {}
-                    }
-                }
-                *held = waiting;
-                ready
-            };
-            if ready.is_empty() {
-                return Ok(());
-            }
-            for update in ready {
-                let more = self.apply(update)?;
+            let held = std::mem::take(&mut *self.held_updates());
+            let mut waiting = Vec::new();
+            let mut progress = false;
+            for bytes in held {
+                // Held bytes decoded once already; they decode again.
+                let Ok(update) = crate::untrusted::update_v1(&bytes) else {
+                    continue;
+                };
+                let Some(more) = self.apply(update, Gaps::Refuse)? else {
+                    waiting.push(bytes);
+                    continue;
+                };
+                progress = true;
                 applied.missing = more.missing;
                 if let Some(more) = more.update {
                     applied.update = Some(match applied.update.take() {
@@ -325,6 +314,10 @@ impl Document {
                         None => more,
                     });
                 }
+            }
+            self.held_updates().extend(waiting);
+            if !progress {
+                return Ok(());
             }
         }
     }
@@ -339,24 +332,10 @@ impl Document {
     /// a peer following the protocol never sends one.
     pub fn apply_peer_update_v1(&self, update: &[u8]) -> Result<Applied, DocError> {
         let update = decode_update(update, crate::untrusted::update_v1, "update v1")?;
-        if self.skips_clocks(&update) {
-            return Ok(Applied {
-                update: None,
-                missing: true,
-            });
-        }
-        self.apply(update)
-    }
-
-    fn skips_clocks(&self, update: &Update) -> bool {
-        let lower = update.state_vector_lower();
-        if lower.is_empty() {
-            return false;
-        }
-        let have = self.read().state_vector();
-        lower
-            .iter()
-            .any(|(client, clock)| *clock > have.get(client))
+        Ok(self.apply(update, Gaps::Refuse)?.unwrap_or(Applied {
+            update: None,
+            missing: true,
+        }))
     }
 
     /// Whether applying the v1 `update` would add anything: content this replica lacks or
@@ -387,7 +366,7 @@ impl Document {
     /// Applies a remote v2 update (see [`Document::apply_update_v1`]).
     pub fn apply_update_v2(&self, update: &[u8]) -> Result<Applied, DocError> {
         let update = decode_update(update, crate::untrusted::update_v2, "update v2")?;
-        self.apply(update)
+        Ok(self.apply(update, Gaps::Park)?.unwrap_or_default())
     }
 
     /// Applies a sequence of v1 updates (a stored log), in order. Every update is decoded
@@ -425,12 +404,17 @@ impl Document {
         outcome.unwrap_or(Err(DocError::Poisoned))
     }
 
-    fn apply(&self, update: Update) -> Result<Applied, DocError> {
+    /// Applies `update`; `None` when `gaps` is [`Gaps::Refuse`] and it skips clocks of
+    /// one of its clients (nothing was applied).
+    fn apply(&self, update: Update, gaps: Gaps) -> Result<Option<Applied>, DocError> {
         // yrs asserts on some malformed-but-decodable updates. The update came from outside,
         // so a panic must not unwind through the caller (the server's document task).
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let mut txn = self.doc.transact_mut_with(REMOTE_ORIGIN);
             let before = txn.state_vector();
+            if gaps == Gaps::Refuse && skips_clocks(&update, &before) {
+                return Ok(None);
+            }
             if let Err(e) = txn.apply_update(update) {
                 // yrs can fail half-way through, after integrating part of the update: a
                 // document changed by an update that was refused cannot be trusted.
@@ -458,7 +442,7 @@ impl Document {
                 let txn = self.read();
                 let _ = txn.encode_state_as_update_v1(&txn.state_vector());
             }
-            Ok::<_, DocError>(Applied { update, missing })
+            Ok::<_, DocError>(Some(Applied { update, missing }))
         }));
         match outcome {
             Ok(result) => result,
@@ -472,6 +456,24 @@ impl Document {
     pub fn has_missing_updates(&self) -> bool {
         self.read().has_missing_updates() || !self.held_updates().is_empty()
     }
+}
+
+/// What [`Document::apply`] does with an update that skips clocks of one of its clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gaps {
+    /// Hand it to yrs, which parks it.
+    Park,
+    /// Apply nothing (the caller holds it or asks the peer to resend).
+    Refuse,
+}
+
+/// Whether `update` starts past what a replica with state vector `have` has of one of its
+/// clients.
+fn skips_clocks(update: &Update, have: &StateVector) -> bool {
+    update
+        .state_vector_lower()
+        .iter()
+        .any(|(client, clock)| *clock > have.get(client))
 }
 
 /// Decodes an update from untrusted bytes (see [`crate::untrusted`]): nothing has been

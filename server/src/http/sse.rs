@@ -95,8 +95,7 @@ fn events(
     let peer = peer.map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |p| p.0);
     let limit = state.config.max_connections_per_ip;
     let Some(ip_guard) = state.per_ip.try_add(peer.ip(), limit) else {
-        metrics::counter!("tandem_limit_exceeded_total", "limit" => "connections_per_ip")
-            .increment(1);
+        crate::limits::exceeded("connections_per_ip");
         return error(
             StatusCode::TOO_MANY_REQUESTS,
             format!("more than {limit} connections from your address (--max-connections-per-ip)"),

@@ -59,7 +59,7 @@ impl Close {
     /// 1008: a limit or policy was violated (rate, size, origin, connections per address);
     /// counted in `tandem_limit_exceeded_total` under `limit`.
     pub fn policy(limit: &'static str, reason: impl Into<Cow<'static, str>>) -> Self {
-        metrics::counter!("tandem_limit_exceeded_total", "limit" => limit).increment(1);
+        crate::limits::exceeded(limit);
         Self::new(1008, reason)
     }
 

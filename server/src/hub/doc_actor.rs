@@ -114,6 +114,14 @@ struct DocActor {
     config: Arc<Config>,
 }
 
+/// The protocol session of one peer of a document (a connection, an SSE subscription,
+/// HTTP posts, the other nodes): what it may do, and the presence size limit.
+fn peer_session(config: &Config, access: Access) -> SyncSession {
+    SyncSession::new(Role::Server)
+        .with_access(access)
+        .with_max_awareness_state(config.max_awareness_bytes)
+}
+
 /// Starts the actor of document `name`.
 pub fn spawn(name: Arc<str>, rx: mpsc::Receiver<Command>, env: Env) {
     tokio::spawn(run(name, rx, env));
@@ -245,15 +253,13 @@ impl DocActor {
             recent,
             awareness_version: 0,
             pollers: Vec::new(),
-            http_session: SyncSession::new(Role::Server)
-                .with_max_awareness_state(env.config.max_awareness_bytes),
+            http_session: peer_session(&env.config, Access::ReadWrite),
             waiting_posts: Vec::new(),
             doomed: Vec::new(),
             poisoned: false,
             cluster: env.cluster.clone(),
             membership: None,
-            cluster_session: SyncSession::new(Role::Server)
-                .with_max_awareness_state(env.config.max_awareness_bytes),
+            cluster_session: peer_session(&env.config, Access::ReadWrite),
             started: Instant::now(),
             config: env.config.clone(),
             name,
@@ -378,10 +384,7 @@ impl DocActor {
         outbox: Outbox,
         acks: bool,
     ) {
-        let session = SyncSession::new(Role::Server)
-            .with_full_state_cache()
-            .with_access(access)
-            .with_max_awareness_state(self.config.max_awareness_bytes);
+        let session = peer_session(&self.config, access).with_full_state_cache();
         let greeting = session.greeting(&self.doc, &self.awareness);
         self.conns.insert(
             id,
@@ -540,9 +543,7 @@ impl DocActor {
             Conn {
                 peer,
                 origin: Arc::from(format!("sse {peer}")),
-                session: SyncSession::new(Role::Server)
-                    .with_access(access)
-                    .with_max_awareness_state(self.config.max_awareness_bytes),
+                session: peer_session(&self.config, access),
                 outbox,
                 acks: None,
             },
@@ -611,8 +612,7 @@ impl DocActor {
             Some(u) => Message::Awareness(u),
             None => {
                 if self.doc_bytes + bytes.len() > self.config.max_doc_bytes {
-                    metrics::counter!("tandem_limit_exceeded_total", "limit" => "doc_size")
-                        .increment(1);
+                    crate::limits::exceeded("doc_size");
                     let _ = reply.send(Err(ApiError::TooLarge(format!(
                         "document would exceed {} bytes (--max-doc-bytes)",
                         self.config.max_doc_bytes
@@ -644,8 +644,7 @@ impl DocActor {
                 return;
             }
             Err(e @ SessionError::AwarenessStateTooLarge { .. }) => {
-                metrics::counter!("tandem_limit_exceeded_total", "limit" => "awareness_size")
-                    .increment(1);
+                crate::limits::exceeded("awareness_size");
                 let _ = reply.send(Err(ApiError::TooLarge(format!(
                     "{e} (--max-awareness-bytes)"
                 ))));

@@ -8,4 +8,10 @@ pub mod per_ip;
 pub mod rate;
 
 pub use per_ip::{IpGuard, PerIp};
+
+/// Counts one refusal by limit `limit` in `tandem_limit_exceeded_total` (WebSocket closes
+/// and HTTP answers alike).
+pub fn exceeded(limit: &'static str) {
+    metrics::counter!("tandem_limit_exceeded_total", "limit" => limit).increment(1);
+}
 pub use rate::MessageRate;
