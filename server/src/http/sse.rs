@@ -24,7 +24,7 @@ use futures_util::{stream, Stream, StreamExt};
 use tandem_engine::protocol::codec;
 use tandem_engine::yrs::updates::encoder::Encode;
 use tandem_engine::{Message, SyncMessage};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use warp::http::StatusCode;
 use warp::sse::Event;
 use warp::{Filter, Reply};
@@ -105,7 +105,7 @@ fn events(
     let lease = state.registry.acquire(name);
     let handle = lease.handle().clone();
     let conn = connection::next_id();
-    let (frames, rx) = mpsc::channel(state.config.outbox_frames.max(1));
+    let (frames, rx) = flume::bounded(state.config.outbox_frames.max(1));
     let (close_tx, close) = oneshot::channel();
     let (reply, subscribed) = oneshot::channel();
     let subscribe = Command::Subscribe {
@@ -178,7 +178,7 @@ fn events(
 
 /// The receiving side of one subscription.
 struct Feed {
-    rx: mpsc::Receiver<Out>,
+    rx: flume::Receiver<Out>,
     close: oneshot::Receiver<Close>,
     ended: bool,
     /// The sequence number the catch-up reached (live updates up to it are skipped).
@@ -196,8 +196,8 @@ impl Feed {
             loop {
                 tokio::select! {
                     biased;
-                    out = feed.rx.recv() => match out {
-                        Some(out) => {
+                    out = feed.rx.recv_async() => match out {
+                        Ok(out) => {
                             let seen = out.seq <= feed.caught_up.load(Ordering::Acquire);
                             if seen && out.frame.starts_with(UPDATE_PREFIX) {
                                 continue;
@@ -206,7 +206,7 @@ impl Feed {
                                 return Some((Ok(event), feed));
                             }
                         }
-                        None => return None,
+                        Err(_) => return None,
                     },
                     close = &mut feed.close => {
                         feed.ended = true;

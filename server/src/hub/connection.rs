@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -129,7 +129,7 @@ pub async fn run<S>(
         Some(user) => format!("ws {peer} {user}").into(),
         None => format!("ws {peer}").into(),
     };
-    let (frames_tx, mut frames) = mpsc::channel::<Out>(config.outbox_frames.max(1));
+    let (frames_tx, frames) = flume::bounded::<Out>(config.outbox_frames.max(1));
     let (close_tx, mut close_rx) = oneshot::channel::<Close>();
     let (mut sink, mut stream) = ws.split();
     let outbox = Outbox {
@@ -167,11 +167,11 @@ pub async fn run<S>(
             _ = sleep_until_opt(expires) => {
                 break Some(Close::auth(&AuthError::Token(TokenError::Expired)));
             }
-            frame = frames.recv() => {
-                let Some(frame) = frame else { break None };
+            frame = frames.recv_async() => {
+                let Ok(frame) = frame else { break None };
                 // A peer that stops reading must not pin this task in a blocked write (its
                 // TCP window can stay shut for ever): bound every batch by two ping intervals.
-                match tokio::time::timeout(write_timeout, write_batch(&mut sink, frame, &mut frames)).await {
+                match tokio::time::timeout(write_timeout, write_batch(&mut sink, frame, &frames)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => break None,
                     Err(_) => {
@@ -236,7 +236,7 @@ pub async fn run<S>(
 async fn write_batch<S>(
     sink: &mut futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
     first: Out,
-    frames: &mut mpsc::Receiver<Out>,
+    frames: &flume::Receiver<Out>,
 ) -> Result<(), WsError>
 where
     S: AsyncRead + AsyncWrite + Unpin,

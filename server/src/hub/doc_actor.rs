@@ -935,12 +935,12 @@ impl DocActor {
     }
 }
 
-fn overflow_close(e: mpsc::error::TrySendError<Out>) -> Close {
+fn overflow_close(e: flume::TrySendError<Out>) -> Close {
     match e {
-        mpsc::error::TrySendError::Full(_) => {
+        flume::TrySendError::Full(_) => {
             Close::try_later("client too slow: outgoing queue full, reconnect to resync")
         }
-        mpsc::error::TrySendError::Closed(_) => Close::going_away(),
+        flume::TrySendError::Disconnected(_) => Close::going_away(),
     }
 }
 
