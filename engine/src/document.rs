@@ -237,6 +237,14 @@ impl Document {
         self.read().encode_state_as_update_v1(sv)
     }
 
+    /// Whether the replica whose state vector is `sv` has seen updates this one has not.
+    /// Answering its sync step 1 only sends what it lacks; when this is true the answer
+    /// must go the other way too (a step 1 of our own), or this replica stays behind.
+    pub fn is_behind(&self, sv: &StateVector) -> bool {
+        let ours = self.read().state_vector();
+        sv.iter().any(|(client, clock)| *clock > ours.get(client))
+    }
+
     /// As [`Document::diff_v1`] in the v2 encoding (smaller; not used on the y-websocket wire).
     pub fn diff_v2(&self, state_vector: &[u8]) -> Result<Vec<u8>, DocError> {
         let sv = decode_state_vector(state_vector)?;

@@ -87,6 +87,25 @@ fn missing_dependencies_are_reported_then_resolved() {
     assert_eq!(b.text_string("content"), "one two");
 }
 
+/// Two replicas that both edited while apart: each is behind the other, and once one has
+/// applied the other's diff it no longer is (so asking back ends instead of ping-ponging).
+#[test]
+fn is_behind_tells_when_a_step1_must_be_answered_both_ways() {
+    use tandem_engine::yrs::updates::decoder::Decode;
+    use tandem_engine::yrs::StateVector;
+    let sv_of = |d: &Document| StateVector::decode_v1(&d.state_vector_v1()).unwrap();
+    let a = Document::with_client_id("d", 1);
+    let b = Document::with_client_id("d", 2);
+    let (text_a, text_b) = (a.text("content"), b.text("content"));
+    let (_, ua) = a.edit_with_update(|e| e.insert(&text_a, 0, "a"));
+    assert!(b.is_behind(&sv_of(&a)) && !a.is_behind(&sv_of(&b)));
+    let (_, _ub) = b.edit_with_update(|e| e.insert(&text_b, 0, "b"));
+    assert!(b.is_behind(&sv_of(&a)) && a.is_behind(&sv_of(&b)));
+    b.apply_update_v1(&ua.unwrap()).unwrap();
+    assert!(!b.is_behind(&sv_of(&a)), "b has everything a has");
+    assert!(a.is_behind(&sv_of(&b)), "a still lacks b's edit");
+}
+
 #[test]
 fn duplicate_updates_report_nothing_new() {
     let a = Document::new("d");

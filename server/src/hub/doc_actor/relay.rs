@@ -64,6 +64,13 @@ impl DocActor {
             if diff.len() > 2 {
                 self.publish(&[codec::encode_update(&diff)]);
             }
+            // Sync goes both ways: if the asking node has edits this one lacks (both kept
+            // serving clients through a Redis outage), ask back. This node's own step 1
+            // after the outage may have gone out before the other had resubscribed, and
+            // then nothing else would ever bring those edits here.
+            if self.doc.is_behind(sv) {
+                self.publish(&[codec::encode_step1(&self.doc.state_vector_v1())]);
+            }
             return;
         }
         let started = Instant::now();
