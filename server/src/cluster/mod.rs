@@ -8,9 +8,9 @@
 //! retries; once back it asks the other nodes for what it lacks (a sync step 1 on every
 //! document channel, answered with the missing updates) and republishes its presence, so
 //! nothing stays divergent. A node answering a step 1 asks back when the asker has edits it
-//! lacks: the asker's own step 1 may have gone out before this node had resubscribed. Resynchronisation is the same message a document sends when
-//! it is loaded, so a node joining late and a node coming back from a Redis outage take the
-//! same path.
+//! lacks: the asker's own step 1 may have gone out before this node had resubscribed.
+//! Resynchronisation is the same message a document sends when it is loaded, so a node
+//! joining late and a node coming back from a Redis outage take the same path.
 
 mod link;
 mod wire;
