@@ -99,7 +99,8 @@ fn is_behind_tells_when_a_step1_must_be_answered_both_ways() {
     let (text_a, text_b) = (a.text("content"), b.text("content"));
     let (_, ua) = a.edit_with_update(|e| e.insert(&text_a, 0, "a"));
     assert!(b.is_behind(&sv_of(&a)) && !a.is_behind(&sv_of(&b)));
-    b.edit_with_update(|e| e.insert(&text_b, 0, "b"));
+    let (inserted, _) = b.edit_with_update(|e| e.insert(&text_b, 0, "b"));
+    inserted.unwrap();
     assert!(b.is_behind(&sv_of(&a)) && a.is_behind(&sv_of(&b)));
     b.apply_update_v1(&ua.unwrap()).unwrap();
     assert!(!b.is_behind(&sv_of(&a)), "b has everything a has");
