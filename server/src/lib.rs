@@ -16,11 +16,11 @@ pub mod limits;
 pub mod listener;
 pub mod state;
 pub mod store;
+pub mod telemetry;
 
 use std::future::Future;
 use std::sync::Arc;
 
-use metrics_exporter_prometheus::PrometheusBuilder;
 use tracing::info;
 
 pub use config::Config;
@@ -63,26 +63,10 @@ pub async fn open_store(
     Ok(store)
 }
 
-/// Drains the histograms every five seconds. `install_recorder` spawns no upkeep task, and
-/// without one every recorded sample (two per applied update) stays in memory until the
-/// next scrape of `/metrics`: a server nobody scrapes grew without bound.
-fn spawn_metrics_upkeep(handle: metrics_exporter_prometheus::PrometheusHandle) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
-        loop {
-            tick.tick().await;
-            handle.run_upkeep();
-        }
-    });
-}
-
 /// Runs the server until `shutdown` resolves, then closes every client with 1001 and
 /// flushes every document before returning.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
-    let metrics = PrometheusBuilder::new()
-        .install_recorder()
-        .map_err(|e| StartError::Metrics(e.to_string()))?;
-    spawn_metrics_upkeep(metrics.clone());
+    let metrics = telemetry::install().map_err(|e| StartError::Metrics(e.to_string()))?;
     let config = Arc::new(config);
     let cluster = match &config.redis_url {
         Some(url) => {

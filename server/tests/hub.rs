@@ -264,6 +264,9 @@ async fn metrics_count_connections_and_messages() {
         "step 1s and the update"
     );
     assert!(value("tandem_messages_out_total ") >= 4.0);
+    // Histograms, not summaries: bucket counts add up across the nodes of a cluster.
+    assert!(body.contains("# TYPE tandem_update_apply_seconds histogram"));
+    assert!(value("tandem_update_apply_seconds_bucket{le=\"+Inf\"} ") >= 1.0);
 }
 
 #[tokio::test]
