@@ -5,12 +5,13 @@
 #
 #   bench/symbol-order.sh
 #
-# The release binary is built, run under valgrind's callgrind (which records every
-# function that executes, by its symbol name), then natively under perf (see pass 2), and
-# each time driven by yload through what a server does: a connect storm, many small documents, one busy document with presence, a
-# fan-out, 53-bit client ids, documents unloaded and loaded back, compactions, pings, the
-# HTTP routes, then SIGTERM. The functions that ran, as
-# the binary names them, are written in the order callgrind first met them. Loopback only.
+# The release binary is built and run under valgrind's callgrind, which records every
+# function that executes by its symbol name, then natively under perf (pass 2 below); each
+# run is driven by yload through what a server does: a connect storm, many small
+# documents, one busy document with presence, a fan-out, 53-bit client ids, documents
+# unloaded and loaded back, compactions, pings, the HTTP routes, then SIGTERM. The
+# functions are listed in the order they were first met. Needs valgrind, perf and
+# python3; about 9 minutes. Loopback only.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 SHARED="${TANDEM_SHARED:-$ROOT/../shared}/bench"
