@@ -13,9 +13,13 @@ const SECONDS_BUCKETS: &[f64] = &[
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// Upper bounds for `tandem_outbox_frames`, frames written per batch: powers of two up to
-/// the default outbox size.
-const FRAME_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+/// Upper bounds for `tandem_outbox_frames`, a connection's queued frames sampled at each
+/// ping: empty (the usual case), then powers of two up to the default `--outbox-frames`
+/// (1024), where the connection is closed with 1013; a larger configured outbox counts
+/// above that in `+Inf`.
+const FRAME_BUCKETS: &[f64] = &[
+    0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
 
 /// Installs the global recorder and starts its upkeep.
 ///
