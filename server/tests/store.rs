@@ -205,3 +205,54 @@ async fn concurrent_commits_to_many_documents() {
         }
     }
 }
+
+#[tokio::test]
+async fn one_commit_spanning_many_documents_and_statement_chunks() {
+    for (backend, url, _keep) in each_backend().await {
+        let store = store::open(&url, None).await.unwrap();
+        store.migrate().await.unwrap();
+        // 60 documents x 90 entries = 5,400 log rows: more than one insert statement, with
+        // a document straddling the boundary; plus a compaction of one document in the
+        // same batch.
+        let (updates, text) = edits(90);
+        store
+            .commit(&[write("d-0", appends(&updates[..40], 1), None)])
+            .await
+            .unwrap();
+        let mut batch: Vec<DocWrite> = (1..60)
+            .map(|d| write(&format!("d-{d}"), appends(&updates, 1), None))
+            .collect();
+        let snap_doc = Document::new("d-0");
+        for u in &updates[..40] {
+            snap_doc.apply_update_v1(u).unwrap();
+        }
+        let snapshot = Snapshot {
+            seq: 40,
+            state: snap_doc.snapshot_v1().into(),
+            state_vector: snap_doc.state_vector_v1().into(),
+            covers: Vec::new(),
+        };
+        batch.insert(
+            17,
+            write("d-0", appends(&updates[40..], 41), Some(snapshot)),
+        );
+        store.commit(&batch).await.unwrap();
+        assert_eq!(
+            loaded_text(&*store, "d-0").await,
+            (text.clone(), 90, 50),
+            "{backend}: compacted in the same batch"
+        );
+        let bytes: usize = updates.iter().map(|u| u.len()).sum();
+        for d in 1..60 {
+            let name = format!("d-{d}");
+            assert_eq!(
+                loaded_text(&*store, &name).await,
+                (text.clone(), 90, 90),
+                "{backend} {name}"
+            );
+            let meta = store.meta(&name).await.unwrap().unwrap();
+            assert_eq!(meta.size_bytes as usize, bytes, "{backend} {name}");
+        }
+        assert_eq!(store.list().await.unwrap().len(), 60, "{backend}");
+    }
+}

@@ -221,8 +221,8 @@ pub async fn open(url: &str, node: Option<Uuid>) -> Result<Arc<dyn Store>, Store
     }
 }
 
-/// Rows of one insert statement: both backends take at least 32,766 bound values per
-/// statement, and a log row binds four.
+/// Rows of one multi-row statement: SQLite takes at most 32,766 bound values per statement,
+/// and its rows bind at most five.
 const INSERT_CHUNK: usize = 4_000;
 
 /// Bytes a write adds to the stored size of its document (before compaction).

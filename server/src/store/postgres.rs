@@ -1,16 +1,17 @@
 //! The production store: Postgres through sqlx. Timestamps are `timestamptz`, ids `uuid`,
 //! updates `bytea`; every group commit is one transaction.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{Postgres, QueryBuilder, Row};
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Row};
 use uuid::Uuid;
 
 use super::{
-    appended_bytes, assemble, classify, seq_i64, seq_u64, DocMeta, DocWrite, LoadRow, LogEntry,
-    Snapshot, Store, StoreError, StoredDoc, INSERT_CHUNK,
+    appended_bytes, assemble, classify, seq_i64, seq_u64, Append, DocMeta, DocWrite, LoadRow,
+    LogEntry, Snapshot, Store, StoreError, StoredDoc, INSERT_CHUNK,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -130,6 +131,80 @@ impl PgStore {
     }
 }
 
+/// Creates or touches the documents of `writes` (size grows by what they append) in one
+/// statement; returns their ids in the order of `writes`.
+async fn upsert_documents(
+    conn: &mut PgConnection,
+    writes: &[DocWrite],
+) -> Result<Vec<Uuid>, StoreError> {
+    // Rows are locked in name order, so nodes committing overlapping documents at once
+    // queue behind each other instead of deadlocking.
+    let mut sorted: Vec<&DocWrite> = writes.iter().collect();
+    sorted.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    let fresh: Vec<Uuid> = sorted.iter().map(|_| Uuid::new_v4()).collect();
+    let names: Vec<&str> = sorted.iter().map(|w| &*w.name).collect();
+    let sizes: Vec<i64> = sorted.iter().map(|w| appended_bytes(w)).collect();
+    let rows: Vec<(Uuid, String)> = sqlx::query_as(
+        "INSERT INTO documents (id, name, size_bytes)
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::bigint[])
+         ON CONFLICT (name) DO UPDATE
+           SET updated_at = now(), size_bytes = documents.size_bytes + EXCLUDED.size_bytes
+         RETURNING id, name",
+    )
+    .bind(&fresh)
+    .bind(&names)
+    .bind(&sizes)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(err)?;
+    let mut ids: HashMap<String, Uuid> = rows.into_iter().map(|(id, name)| (name, id)).collect();
+    writes
+        .iter()
+        .map(|w| {
+            ids.remove(&*w.name).ok_or_else(|| StoreError::Corrupt {
+                table: "documents",
+                reason: format!("upsert returned no id for {:?}", w.name),
+            })
+        })
+        .collect()
+}
+
+/// Appends the log entries of every write, `ids[i]` being the id of `writes[i]`, tagged
+/// with `node`: one statement per chunk of rows whatever the number of documents.
+async fn insert_log(
+    conn: &mut PgConnection,
+    writes: &[DocWrite],
+    ids: &[Uuid],
+    node: &str,
+) -> Result<(), StoreError> {
+    let rows: Vec<(Uuid, &Append)> = writes
+        .iter()
+        .zip(ids)
+        .flat_map(|(w, &id)| w.appends.iter().map(move |a| (id, a)))
+        .collect();
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        let doc_ids: Vec<Uuid> = chunk.iter().map(|(id, _)| *id).collect();
+        let seqs: Vec<i64> = chunk.iter().map(|(_, a)| seq_i64(a.seq)).collect();
+        let data: Vec<&[u8]> = chunk.iter().map(|(_, a)| &a.update[..]).collect();
+        let origins: Vec<&str> = chunk.iter().map(|(_, a)| &*a.origin).collect();
+        sqlx::query(
+            "INSERT INTO updates (doc_id, node, seq, data, origin)
+             SELECT d, $2, s, b, o FROM UNNEST($1::uuid[], $3::bigint[], $4::bytea[], $5::text[])
+               AS t(d, s, b, o)
+             ON CONFLICT (doc_id, node, seq) DO NOTHING",
+        )
+        .bind(&doc_ids)
+        .bind(node)
+        .bind(&seqs)
+        .bind(&data)
+        .bind(&origins)
+        .execute(&mut *conn)
+        .await
+        .map_err(err)?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Store for PgStore {
     fn backend(&self) -> &'static str {
@@ -175,39 +250,11 @@ impl Store for PgStore {
 
     async fn commit(&self, writes: &[DocWrite]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(err)?;
-        for w in writes {
-            let id: Uuid = sqlx::query_scalar(
-                "INSERT INTO documents (id, name, size_bytes) VALUES ($1, $2, $3)
-                 ON CONFLICT (name) DO UPDATE
-                   SET updated_at = now(), size_bytes = documents.size_bytes + EXCLUDED.size_bytes
-                 RETURNING id",
-            )
-            .bind(Uuid::new_v4())
-            .bind(&*w.name)
-            .bind(appended_bytes(w))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(err)?;
-            for chunk in w.appends.chunks(INSERT_CHUNK) {
-                let mut q = QueryBuilder::<Postgres>::new(
-                    "INSERT INTO updates (doc_id, node, seq, data, origin) ",
-                );
-                q.push_values(chunk, |mut row, a| {
-                    row.push_bind(id)
-                        .push_bind(&self.node)
-                        .push_bind(seq_i64(a.seq))
-                        .push_bind(&a.update[..])
-                        .push_bind(&*a.origin);
-                });
-                q.push(" ON CONFLICT (doc_id, node, seq) DO NOTHING");
-                // Not cached: the statement differs with every batch size, and each
-                // cached one holds memory on every connection.
-                q.build()
-                    .persistent(false)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(err)?;
-            }
+        // Each statement is a round trip to the database, so the batch is written in a
+        // fixed number of them (arrays through UNNEST), not two per document.
+        let ids = upsert_documents(&mut tx, writes).await?;
+        insert_log(&mut tx, writes, &ids, &self.node).await?;
+        for (w, &id) in writes.iter().zip(&ids) {
             if let Some(s) = &w.snapshot {
                 let merged;
                 let s = if self.node.is_empty() {

@@ -3,18 +3,21 @@
 //! crash of the process). Ids are hyphenated UUID text, timestamps milliseconds since the
 //! epoch.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+};
 use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
 use super::{
-    appended_bytes, assemble, classify, seq_i64, seq_u64, DocMeta, DocWrite, LoadRow, LogEntry,
-    Store, StoreError, StoredDoc, INSERT_CHUNK,
+    appended_bytes, assemble, classify, seq_i64, seq_u64, Append, DocMeta, DocWrite, LoadRow,
+    LogEntry, Store, StoreError, StoredDoc, INSERT_CHUNK,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -115,6 +118,86 @@ fn meta_of(row: &sqlx::sqlite::SqliteRow) -> Result<DocMeta, StoreError> {
     })
 }
 
+/// Creates or touches the documents of `writes` (size grows by what they append) in one
+/// statement per chunk; returns their ids in the order of `writes`.
+async fn upsert_documents(
+    conn: &mut SqliteConnection,
+    writes: &[DocWrite],
+    now: i64,
+) -> Result<Vec<String>, StoreError> {
+    let mut ids: HashMap<String, String> = HashMap::with_capacity(writes.len());
+    for chunk in writes.chunks(INSERT_CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO documents (id, name, created_at, updated_at, size_bytes) ",
+        );
+        q.push_values(chunk, |mut row, w| {
+            row.push_bind(Uuid::new_v4().to_string())
+                .push_bind(&*w.name)
+                .push_bind(now)
+                .push_bind(now)
+                .push_bind(appended_bytes(w));
+        });
+        q.push(
+            " ON CONFLICT (name) DO UPDATE
+               SET updated_at = excluded.updated_at,
+                   size_bytes = documents.size_bytes + excluded.size_bytes
+             RETURNING id, name",
+        );
+        // Not cached: the statement differs with every batch size, and each cached one
+        // holds memory on every connection.
+        let rows: Vec<(String, String)> = q
+            .build_query_as()
+            .persistent(false)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(err)?;
+        ids.extend(rows.into_iter().map(|(id, name)| (name, id)));
+    }
+    writes
+        .iter()
+        .map(|w| {
+            ids.remove(&*w.name).ok_or_else(|| StoreError::Corrupt {
+                table: "documents",
+                reason: format!("upsert returned no id for {:?}", w.name),
+            })
+        })
+        .collect()
+}
+
+/// Appends the log entries of every write, `ids[i]` being the id of `writes[i]`, in one
+/// statement per chunk of rows whatever the number of documents.
+async fn insert_log(
+    conn: &mut SqliteConnection,
+    writes: &[DocWrite],
+    ids: &[String],
+    now: i64,
+) -> Result<(), StoreError> {
+    let rows: Vec<(&str, &Append)> = writes
+        .iter()
+        .zip(ids)
+        .flat_map(|(w, id)| w.appends.iter().map(move |a| (id.as_str(), a)))
+        .collect();
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO updates (doc_id, seq, data, origin, created_at) ",
+        );
+        q.push_values(chunk, |mut row, (id, a)| {
+            row.push_bind(*id)
+                .push_bind(seq_i64(a.seq))
+                .push_bind(&a.update[..])
+                .push_bind(&*a.origin)
+                .push_bind(now);
+        });
+        q.push(" ON CONFLICT (doc_id, seq) DO NOTHING");
+        q.build()
+            .persistent(false)
+            .execute(&mut *conn)
+            .await
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
@@ -162,42 +245,11 @@ impl Store for SqliteStore {
         // statement below is a write, so the lock is taken at once anyway.
         let mut tx = self.pool.begin().await.map_err(err)?;
         let now = now_ms();
-        for w in writes {
-            let id: String = sqlx::query_scalar(
-                "INSERT INTO documents (id, name, created_at, updated_at, size_bytes)
-                 VALUES (?1, ?2, ?3, ?3, ?4)
-                 ON CONFLICT (name) DO UPDATE
-                   SET updated_at = excluded.updated_at,
-                       size_bytes = documents.size_bytes + excluded.size_bytes
-                 RETURNING id",
-            )
-            .bind(Uuid::new_v4().to_string())
-            .bind(&*w.name)
-            .bind(now)
-            .bind(appended_bytes(w))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(err)?;
-            for chunk in w.appends.chunks(INSERT_CHUNK) {
-                let mut q = QueryBuilder::<Sqlite>::new(
-                    "INSERT INTO updates (doc_id, seq, data, origin, created_at) ",
-                );
-                q.push_values(chunk, |mut row, a| {
-                    row.push_bind(&id)
-                        .push_bind(seq_i64(a.seq))
-                        .push_bind(&a.update[..])
-                        .push_bind(&*a.origin)
-                        .push_bind(now);
-                });
-                q.push(" ON CONFLICT (doc_id, seq) DO NOTHING");
-                // Not cached: the statement differs with every batch size, and each
-                // cached one holds memory on every connection.
-                q.build()
-                    .persistent(false)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(err)?;
-            }
+        // Every statement is a round trip to the connection's thread, so the batch is
+        // written in a fixed number of them, not two per document.
+        let ids = upsert_documents(&mut tx, writes, now).await?;
+        insert_log(&mut tx, writes, &ids, now).await?;
+        for (w, id) in writes.iter().zip(&ids) {
             if let Some(s) = &w.snapshot {
                 sqlx::query(
                     "INSERT INTO snapshots (doc_id, seq, state, state_vector, created_at)
@@ -207,7 +259,7 @@ impl Store for SqliteStore {
                            state_vector = excluded.state_vector, created_at = excluded.created_at
                      WHERE snapshots.seq <= excluded.seq",
                 )
-                .bind(&id)
+                .bind(id.as_str())
                 .bind(seq_i64(s.seq))
                 .bind(&s.state[..])
                 .bind(&s.state_vector[..])
@@ -216,7 +268,7 @@ impl Store for SqliteStore {
                 .await
                 .map_err(err)?;
                 sqlx::query("DELETE FROM updates WHERE doc_id = ?1 AND seq <= ?2")
-                    .bind(&id)
+                    .bind(id.as_str())
                     .bind(seq_i64(s.seq))
                     .execute(&mut *tx)
                     .await
@@ -227,7 +279,7 @@ impl Store for SqliteStore {
                        + COALESCE((SELECT SUM(length(data)) FROM updates WHERE doc_id = ?1), 0)
                      WHERE id = ?1",
                 )
-                .bind(&id)
+                .bind(id.as_str())
                 .execute(&mut *tx)
                 .await
                 .map_err(err)?;
