@@ -256,3 +256,30 @@ async fn one_commit_spanning_many_documents_and_statement_chunks() {
         assert_eq!(store.list().await.unwrap().len(), 60, "{backend}");
     }
 }
+
+#[tokio::test]
+async fn a_document_twice_in_one_commit_is_written_once_with_both_parts() {
+    for (backend, url, _keep) in each_backend().await {
+        let store = store::open(&url, None).await.unwrap();
+        store.migrate().await.unwrap();
+        let (updates, text) = edits(20);
+        store
+            .commit(&[
+                write("twice", appends(&updates[..8], 1), None),
+                write("other", appends(&updates, 1), None),
+                write("twice", appends(&updates[8..], 9), None),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            loaded_text(&*store, "twice").await,
+            (text.clone(), 20, 20),
+            "{backend}"
+        );
+        let bytes: usize = updates.iter().map(|u| u.len()).sum();
+        for name in ["twice", "other"] {
+            let meta = store.meta(name).await.unwrap().unwrap();
+            assert_eq!(meta.size_bytes as usize, bytes, "{backend} {name}");
+        }
+    }
+}

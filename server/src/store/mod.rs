@@ -11,6 +11,7 @@ pub mod postgres;
 pub mod sqlite;
 pub mod writer;
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -228,6 +229,35 @@ const INSERT_CHUNK: usize = 4_000;
 /// Bytes a write adds to the stored size of its document (before compaction).
 fn appended_bytes(write: &DocWrite) -> i64 {
     write.appends.iter().map(|a| a.update.len() as i64).sum()
+}
+
+/// The documents one commit upserts: each name once (Postgres refuses to update a row twice
+/// in one statement), in name order (the order rows are locked in, so two nodes committing
+/// overlapping documents queue instead of deadlocking), with the bytes its log grows by.
+fn documents_of(writes: &[DocWrite]) -> Vec<(&str, i64)> {
+    let mut growth: BTreeMap<&str, i64> = BTreeMap::new();
+    for w in writes {
+        *growth.entry(&*w.name).or_default() += appended_bytes(w);
+    }
+    growth.into_iter().collect()
+}
+
+/// The ids the upsert returned (by name), in the order of `writes`.
+fn ids_in_order<Id: Clone>(
+    writes: &[DocWrite],
+    ids: &HashMap<String, Id>,
+) -> Result<Vec<Id>, StoreError> {
+    writes
+        .iter()
+        .map(|w| {
+            ids.get(&*w.name)
+                .cloned()
+                .ok_or_else(|| StoreError::Corrupt {
+                    table: "documents",
+                    reason: format!("the upsert returned no id for {:?}", w.name),
+                })
+        })
+        .collect()
 }
 
 /// A sequence number as the databases store it (BIGINT / INTEGER are signed).

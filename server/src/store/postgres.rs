@@ -1,7 +1,6 @@
 //! The production store: Postgres through sqlx. Timestamps are `timestamptz`, ids `uuid`,
 //! updates `bytea`; every group commit is one transaction.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -10,8 +9,8 @@ use sqlx::{Postgres, Row};
 use uuid::Uuid;
 
 use super::{
-    appended_bytes, assemble, classify, seq_i64, seq_u64, Append, DocMeta, DocWrite, LoadRow,
-    LogEntry, Snapshot, Store, StoreError, StoredDoc, INSERT_CHUNK,
+    assemble, classify, documents_of, ids_in_order, seq_i64, seq_u64, Append, DocMeta, DocWrite,
+    LoadRow, LogEntry, Snapshot, Store, StoreError, StoredDoc, INSERT_CHUNK,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -137,13 +136,10 @@ async fn upsert_documents(
     conn: &mut PgConnection,
     writes: &[DocWrite],
 ) -> Result<Vec<Uuid>, StoreError> {
-    // Rows are locked in name order, so nodes committing overlapping documents at once
-    // queue behind each other instead of deadlocking.
-    let mut sorted: Vec<&DocWrite> = writes.iter().collect();
-    sorted.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-    let fresh: Vec<Uuid> = sorted.iter().map(|_| Uuid::new_v4()).collect();
-    let names: Vec<&str> = sorted.iter().map(|w| &*w.name).collect();
-    let sizes: Vec<i64> = sorted.iter().map(|w| appended_bytes(w)).collect();
+    let docs = documents_of(writes);
+    let fresh: Vec<Uuid> = docs.iter().map(|_| Uuid::new_v4()).collect();
+    let names: Vec<&str> = docs.iter().map(|(name, _)| *name).collect();
+    let growth: Vec<i64> = docs.iter().map(|(_, growth)| *growth).collect();
     let rows: Vec<(Uuid, String)> = sqlx::query_as(
         "INSERT INTO documents (id, name, size_bytes)
          SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::bigint[])
@@ -153,20 +149,14 @@ async fn upsert_documents(
     )
     .bind(&fresh)
     .bind(&names)
-    .bind(&sizes)
+    .bind(&growth)
     .fetch_all(&mut *conn)
     .await
     .map_err(err)?;
-    let mut ids: HashMap<String, Uuid> = rows.into_iter().map(|(id, name)| (name, id)).collect();
-    writes
-        .iter()
-        .map(|w| {
-            ids.remove(&*w.name).ok_or_else(|| StoreError::Corrupt {
-                table: "documents",
-                reason: format!("upsert returned no id for {:?}", w.name),
-            })
-        })
-        .collect()
+    ids_in_order(
+        writes,
+        &rows.into_iter().map(|(id, name)| (name, id)).collect(),
+    )
 }
 
 /// Appends the log entries of every write, `ids[i]` being the id of `writes[i]`, tagged

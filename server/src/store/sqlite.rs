@@ -16,8 +16,8 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
 use super::{
-    appended_bytes, assemble, classify, seq_i64, seq_u64, Append, DocMeta, DocWrite, LoadRow,
-    LogEntry, Store, StoreError, StoredDoc, INSERT_CHUNK,
+    assemble, classify, documents_of, ids_in_order, seq_i64, seq_u64, Append, DocMeta, DocWrite,
+    LoadRow, LogEntry, Store, StoreError, StoredDoc, INSERT_CHUNK,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -126,16 +126,16 @@ async fn upsert_documents(
     now: i64,
 ) -> Result<Vec<String>, StoreError> {
     let mut ids: HashMap<String, String> = HashMap::with_capacity(writes.len());
-    for chunk in writes.chunks(INSERT_CHUNK) {
+    for chunk in documents_of(writes).chunks(INSERT_CHUNK) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO documents (id, name, created_at, updated_at, size_bytes) ",
         );
-        q.push_values(chunk, |mut row, w| {
+        q.push_values(chunk, |mut row, (name, growth)| {
             row.push_bind(Uuid::new_v4().to_string())
-                .push_bind(&*w.name)
+                .push_bind(*name)
                 .push_bind(now)
                 .push_bind(now)
-                .push_bind(appended_bytes(w));
+                .push_bind(*growth);
         });
         q.push(
             " ON CONFLICT (name) DO UPDATE
@@ -153,15 +153,7 @@ async fn upsert_documents(
             .map_err(err)?;
         ids.extend(rows.into_iter().map(|(id, name)| (name, id)));
     }
-    writes
-        .iter()
-        .map(|w| {
-            ids.remove(&*w.name).ok_or_else(|| StoreError::Corrupt {
-                table: "documents",
-                reason: format!("upsert returned no id for {:?}", w.name),
-            })
-        })
-        .collect()
+    ids_in_order(writes, &ids)
 }
 
 /// Appends the log entries of every write, `ids[i]` being the id of `writes[i]`, in one
