@@ -49,6 +49,20 @@ fn write(name: &str, appends: Vec<Append>, snapshot: Option<Snapshot>) -> DocWri
     }
 }
 
+/// A snapshot of the document made of `updates`, numbered as the last of them.
+fn snapshot_of(updates: &[Bytes]) -> Snapshot {
+    let doc = Document::new("snapshot");
+    for u in updates {
+        doc.apply_update_v1(u).unwrap();
+    }
+    Snapshot {
+        seq: updates.len() as u64,
+        state: doc.snapshot_v1().into(),
+        state_vector: doc.state_vector_v1().into(),
+        covers: Vec::new(),
+    }
+}
+
 async fn loaded_text(store: &dyn Store, name: &str) -> (String, u64, usize) {
     let stored = store.load(name).await.unwrap().expect("stored");
     let loaded = doc_load::build(&Arc::from(name), stored).unwrap();
@@ -113,16 +127,7 @@ async fn compaction_keeps_the_content_and_folds_the_log() {
             .unwrap();
         let (before, _, _) = loaded_text(&*store, "c").await;
         // Snapshot of the first 100 in the same transaction as entries 101..=120.
-        let snap_doc = Document::new("c");
-        for u in &updates[..100] {
-            snap_doc.apply_update_v1(u).unwrap();
-        }
-        let snapshot = Snapshot {
-            seq: 100,
-            state: snap_doc.snapshot_v1().into(),
-            state_vector: snap_doc.state_vector_v1().into(),
-            covers: Vec::new(),
-        };
+        let snapshot = snapshot_of(&updates[..100]);
         store
             .commit(&[write("c", appends(&updates[100..], 101), Some(snapshot))])
             .await
@@ -222,16 +227,7 @@ async fn one_commit_spanning_many_documents_and_statement_chunks() {
         let mut batch: Vec<DocWrite> = (1..60)
             .map(|d| write(&format!("d-{d}"), appends(&updates, 1), None))
             .collect();
-        let snap_doc = Document::new("d-0");
-        for u in &updates[..40] {
-            snap_doc.apply_update_v1(u).unwrap();
-        }
-        let snapshot = Snapshot {
-            seq: 40,
-            state: snap_doc.snapshot_v1().into(),
-            state_vector: snap_doc.state_vector_v1().into(),
-            covers: Vec::new(),
-        };
+        let snapshot = snapshot_of(&updates[..40]);
         batch.insert(
             17,
             write("d-0", appends(&updates[40..], 41), Some(snapshot)),
