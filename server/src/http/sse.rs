@@ -234,7 +234,7 @@ impl Drop for Leave {
     fn drop(&mut self) {
         let (handle, conn, lease) = (self.handle.clone(), self.conn, self.lease.take());
         tokio::spawn(async move {
-            let _ = handle.send(Command::Leave { conn }).await;
+            let _ = handle.send(Command::Leave { conn, close: None }).await;
             drop(lease);
         });
     }

@@ -39,10 +39,13 @@ pub enum Command {
         /// The frame as received.
         frame: Bytes,
     },
-    /// A connection ended.
+    /// A connection ended, or its reading side broke a rule and it must close.
     Leave {
         /// The connection.
         conn: ConnId,
+        /// The close to send it: the document fires it through the outbox, so the
+        /// writing side stops at once instead of first draining what is queued.
+        close: Option<Close>,
     },
     /// Current content and sequence numbers (`GET /api/docs/{doc}`).
     Inspect {

@@ -341,7 +341,11 @@ impl DocActor {
                 acks,
             } => self.join(conn, peer, origin, access, outbox, acks),
             Command::Frame { conn, frame } => self.frame(conn, frame),
-            Command::Leave { conn } => self.leave(conn),
+            Command::Leave { conn, close: None } => self.leave(conn),
+            Command::Leave {
+                conn,
+                close: Some(close),
+            } => self.doomed.push((conn, close)),
             Command::Inspect { root, reply } => {
                 let _ = reply.send(Ok(self.inspect(&root)));
             }

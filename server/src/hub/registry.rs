@@ -36,6 +36,13 @@ impl DocHandle {
     pub async fn send(&self, cmd: Command) -> Result<(), mpsc::error::SendError<Command>> {
         self.tx.send(cmd).await
     }
+
+    /// Sends a command if the mailbox has room: a caller that must stay small (a
+    /// connection's reading task lives as long as the connection) awaits [`Self::send`]
+    /// only when this finds the mailbox full, and boxes that wait.
+    pub fn try_send(&self, cmd: Command) -> Result<(), mpsc::error::TrySendError<Command>> {
+        self.tx.try_send(cmd)
+    }
 }
 
 /// A claim on a document that keeps its actor loaded until dropped.
