@@ -3,9 +3,12 @@
 //! arriving at once at a new document always end up in the same actor.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cluster::Cluster;
@@ -33,17 +36,45 @@ impl DocHandle {
     }
 
     /// Sends a command; fails only if the actor has stopped.
-    pub async fn send(&self, cmd: Command) -> Result<(), mpsc::error::SendError<Command>> {
-        self.tx.send(cmd).await
+    ///
+    /// The send is tried at the call, and only a full mailbox (a flooding client) waits,
+    /// boxed. An awaited `mpsc::Sender::send` is a future of over 400 bytes, and every
+    /// connection's reading task holds one for its whole life; this one holds the answer
+    /// or a box.
+    pub fn send(&self, cmd: Command) -> impl Future<Output = Result<(), Stopped>> + Send + '_ {
+        type Wait<'a> = Pin<Box<dyn Future<Output = Result<(), Stopped>> + Send + 'a>>;
+        let tried: Result<Result<(), Stopped>, Wait<'_>> = match self.tx.try_send(cmd) {
+            Ok(()) => Ok(Ok(())),
+            Err(TrySendError::Closed(_)) => Ok(Err(Stopped)),
+            Err(TrySendError::Full(cmd)) => Err(Box::pin(async move {
+                self.tx.send(cmd).await.map_err(|_| Stopped)
+            })),
+        };
+        async move {
+            match tried {
+                Ok(sent) => sent,
+                Err(wait) => wait.await,
+            }
+        }
     }
 
-    /// Sends a command if the mailbox has room: a caller that must stay small (a
-    /// connection's reading task lives as long as the connection) awaits [`Self::send`]
-    /// only when this finds the mailbox full, and boxes that wait.
-    pub fn try_send(&self, cmd: Command) -> Result<(), mpsc::error::TrySendError<Command>> {
-        self.tx.try_send(cmd)
+    /// A handle whose mailbox is the returned receiver, with no actor behind it.
+    #[cfg(test)]
+    pub(crate) fn detached(name: &str) -> (Self, mpsc::Receiver<Command>) {
+        let (tx, rx) = mpsc::channel(MAILBOX);
+        let handle = Self {
+            name: name.into(),
+            tx,
+            users: Arc::default(),
+        };
+        (handle, rx)
     }
 }
+
+/// The document's actor has stopped (deleted, handed over after a crash, or shut down).
+#[derive(Debug, thiserror::Error)]
+#[error("the document's actor has stopped")]
+pub struct Stopped;
 
 /// A claim on a document that keeps its actor loaded until dropped.
 pub struct Lease {
