@@ -166,13 +166,6 @@ pub struct Config {
     /// (in chunks of this size). 2 KiB instead of 4 saves 2 MB per thousand connections.
     #[arg(long, env = "TANDEM_READ_BUFFER_BYTES", default_value_t = 2048)]
     pub read_buffer_bytes: usize,
-
-    /// Per-connection write buffer (bytes): frames of a burst are written with one syscall
-    /// at the batch flush. The buffer keeps its capacity, so with thousands of connections
-    /// in one burst a smaller value saves memory (8 KiB: 95 instead of 118 MB peak RSS for
-    /// 1,500 clients of one document, see BENCHMARKS.md).
-    #[arg(long, env = "TANDEM_WRITE_BUFFER_BYTES", default_value_t = 64 << 10)]
-    pub write_buffer_bytes: usize,
 }
 
 /// Subcommands.

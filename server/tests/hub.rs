@@ -8,6 +8,8 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use support::{close_of, raw, Client, Server};
 use tandem_engine::protocol::codec;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message as Ws;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -309,6 +311,36 @@ async fn sigterm_closes_clients_with_1001_and_exits_cleanly() {
         .await
         .unwrap();
     assert!(exit.success(), "exit status {exit:?}");
+}
+
+/// The control frames a client starts: a ping gets its pong (proxies and Node clients with
+/// keep-alive send them), and a client's close gets the closing handshake's reply.
+#[tokio::test]
+async fn a_client_ping_gets_a_pong_and_a_client_close_gets_a_reply() {
+    let server = Server::start(&[]);
+    let mut ws = raw(&server.url("control")).await;
+    ws.send(Ws::Ping(b"still there?".to_vec().into()))
+        .await
+        .unwrap();
+    let pong = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Ws::Pong(payload))) => break payload,
+                Some(Ok(_)) => continue,
+                other => panic!("connection ended before the pong: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("no pong");
+    assert_eq!(&pong[..], b"still there?");
+    ws.send(Ws::Close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "bye".into(),
+    })))
+    .await
+    .unwrap();
+    assert_eq!(close_of(&mut ws).await.map(|(code, _)| code), Some(1000));
 }
 
 #[tokio::test]

@@ -8,11 +8,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::WebSocketStream;
-use tracing::debug;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tracing::{debug, warn};
 use warp::http::{header, HeaderMap, Response, StatusCode};
 use warp::hyper::body::Bytes;
 use warp::Filter;
@@ -21,6 +19,7 @@ use crate::auth::{Grant, Mode};
 use crate::http::access::token_of;
 use crate::http::doc_name::doc_name;
 use crate::hub::connection;
+use crate::hub::socket::Socket;
 use crate::hub::Close;
 use crate::limits::origin;
 use crate::state::AppState;
@@ -159,14 +158,18 @@ fn upgrade(
         let config = state.config.clone();
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(config.read_buffer_bytes)
-            // Frames queue in the write buffer until the explicit flush after each outbox
-            // batch: one syscall for a burst (a join gets step 1, step 2 and presence).
-            .write_buffer_size(config.write_buffer_bytes)
+            // tungstenite only writes the control frames it answers while reading (see
+            // `hub::socket`): those go out at once.
+            .write_buffer_size(0)
             .max_message_size(Some(config.max_frame_bytes))
             .max_frame_size(Some(config.max_frame_bytes));
-        let mut ws =
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config))
-                .await;
+        let mut ws = match Socket::from_upgraded(upgraded, ws_config).await {
+            Ok(socket) => socket,
+            Err(e) => {
+                warn!(%peer, error = %e, "websocket upgrade failed");
+                return;
+            }
+        };
         let Some(_guard) = state.connections.try_add(config.max_connections) else {
             connection::refuse(ws, Close::try_later("server at its connection limit")).await;
             return;
@@ -193,8 +196,13 @@ fn upgrade(
                 return;
             }
             Admission::AwaitToken => {
-                match connection::await_token(&mut ws, &state.auth, &name, config.auth_timeout())
-                    .await
+                match connection::await_token(
+                    &mut ws.reader,
+                    &state.auth,
+                    &name,
+                    config.auth_timeout(),
+                )
+                .await
                 {
                     Ok(grant) => grant,
                     Err(close) => {

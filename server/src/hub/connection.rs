@@ -8,22 +8,17 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use bytes::Bytes;
-use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 use tracing::debug;
 
 use crate::auth::{Auth, AuthError, Grant, Mode, TokenError};
 use crate::config::Config;
 use crate::hub::command::{Command, Out, Outbox};
 use crate::hub::registry::{DocHandle, Lease};
+use crate::hub::socket::{FrameWriter, Socket, WsReader};
 use crate::hub::{Close, ConnId};
 use crate::limits::MessageRate;
 
@@ -70,25 +65,23 @@ impl Drop for ConnectionGuard {
 }
 
 /// Closes a socket that was refused before joining a document.
-pub async fn refuse<S>(mut ws: WebSocketStream<S>, close: Close)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let _ = ws.close(Some(close_frame(&close))).await;
+pub async fn refuse(mut socket: Socket, close: Close) {
+    let close = async {
+        socket.writer.close(&close).await?;
+        socket.writer.linger().await
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), close).await;
 }
 
 /// Waits for the first frame of a connection that brought no token in its URL or headers:
 /// it must be an auth message carrying one (`tandem_engine::protocol::codec::AUTH_TOKEN`),
 /// valid for document `name`, and arrive within `timeout`.
-pub async fn await_token<S>(
-    ws: &mut WebSocketStream<S>,
+pub async fn await_token(
+    ws: &mut WsReader,
     auth: &Auth,
     name: &str,
     timeout: std::time::Duration,
-) -> Result<Grant, Close>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+) -> Result<Grant, Close> {
     let missing = || Close::auth(&AuthError::Missing);
     let first = loop {
         match tokio::time::timeout(timeout, ws.next()).await {
@@ -115,16 +108,14 @@ where
 /// outbox and the ping timer. In one task, every wake for an outgoing frame also re-polled
 /// the socket's read side, the close signal and the token's timer: with 1,500 observers
 /// of one writer, the split took p99 from 19.6–20.1 to 17.6–18.0 ms (BENCHMARKS.md).
-pub async fn run<S>(
-    ws: WebSocketStream<S>,
+pub async fn run(
+    socket: Socket,
     lease: Lease,
     peer: SocketAddr,
     acks: bool,
     grant: Grant,
     config: Arc<Config>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+) {
     let conn = next_id();
     let doc = lease.handle().clone();
     let origin: Arc<str> = match &grant.name {
@@ -133,7 +124,10 @@ pub async fn run<S>(
     };
     let (frames_tx, frames) = flume::bounded::<Out>(config.outbox_frames.max(1));
     let (close_tx, close_rx) = oneshot::channel::<Close>();
-    let (mut sink, stream) = ws.split();
+    let Socket {
+        reader: stream,
+        writer: mut sink,
+    } = socket;
     let outbox = Outbox {
         frames: frames_tx,
         close: close_tx,
@@ -150,11 +144,14 @@ pub async fn run<S>(
         .await
         .is_err()
     {
-        let _ = sink
-            .send(Message::Close(Some(close_frame(&Close::internal(
-                "document unavailable",
-            )))))
-            .await;
+        refuse(
+            Socket {
+                reader: stream,
+                writer: sink,
+            },
+            Close::internal("document unavailable"),
+        )
+        .await;
         return;
     }
     let silent = Arc::new(AtomicU32::new(0));
@@ -186,28 +183,31 @@ pub async fn run<S>(
             closing
         }
     };
-    if let Some(close) = closing {
-        let close = sink.send(Message::Close(Some(close_frame(&close))));
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), close).await;
-    }
+    // Whatever tungstenite answered last (a reply to the client's own close) goes first;
+    // then the client has a second to read it all and close its side.
+    let last = async {
+        sink.send_control().await?;
+        if let Some(close) = &closing {
+            sink.close(close).await?;
+        }
+        sink.linger().await
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), last).await;
     drop(lease);
 }
 
 /// Writes what the document queues for this connection and pings the peer, until the
 /// document drops the connection (after a `Leave`, or to close it) or the peer stops
 /// answering or reading. Returns the close to send, if any.
-async fn write<S>(
-    sink: &mut SplitSink<WebSocketStream<S>, Message>,
+async fn write(
+    sink: &mut FrameWriter,
     frames: &flume::Receiver<Out>,
     mut close: oneshot::Receiver<Close>,
     silent: &AtomicU32,
     config: &Config,
     doc: &DocHandle,
     peer: SocketAddr,
-) -> Option<Close>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+) -> Option<Close> {
     let mut ping = tokio::time::interval(config.ping_interval());
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await; // the first tick is immediate
@@ -243,8 +243,15 @@ where
                     debug!(doc = %doc.name(), %peer, "no pong for two intervals; dropping");
                     return None;
                 }
-                let ping = sink.send(Message::Ping(Bytes::new()));
-                if !matches!(tokio::time::timeout(write_timeout, ping).await, Ok(Ok(()))) {
+                if !matches!(tokio::time::timeout(write_timeout, sink.ping()).await, Ok(Ok(()))) {
+                    return None;
+                }
+            }
+            // Only polled while the outbox is empty: pongs and a close reply are rare, and
+            // may wait behind a batch.
+            _ = sink.control().ready() => {
+                let control = sink.send_control();
+                if !matches!(tokio::time::timeout(write_timeout, control).await, Ok(Ok(()))) {
                     return None;
                 }
             }
@@ -272,13 +279,7 @@ struct Reader {
 /// moves its arguments into locals and keeps both copies in the task, and every
 /// connection holds this task for its whole life (`reader_task_stays_small` below).
 #[allow(clippy::manual_async_fn)]
-fn read<S>(
-    mut stream: SplitStream<WebSocketStream<S>>,
-    r: Reader,
-) -> impl Future<Output = Option<Close>>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+fn read(mut stream: WsReader, r: Reader) -> impl Future<Output = Option<Close>> {
     async move {
         // Boxed: a timer is a hundred bytes that most connections (no expiring token) would
         // carry for nothing.
@@ -320,7 +321,12 @@ where
                     ));
                 }
                 Some(Ok(Message::Pong(_) | Message::Ping(_) | Message::Frame(_))) => {}
-                Some(Ok(Message::Close(_))) | None => break None,
+                Some(Ok(Message::Close(_))) => {
+                    // Hands tungstenite's reply to the writer, which sends it last.
+                    let _ = stream.flush().await;
+                    break None;
+                }
+                None => break None,
                 Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
                     break Some(Close::too_big(r.max_frame_bytes));
                 }
@@ -339,24 +345,25 @@ where
     }
 }
 
-/// Writes `first` and whatever else is queued (up to [`WRITE_BATCH`] frames), then flushes
-/// once: one syscall for a burst.
-async fn write_batch<S>(
-    sink: &mut SplitSink<WebSocketStream<S>, Message>,
+/// Writes `first` and whatever else is queued (up to [`WRITE_BATCH`] frames) in one
+/// vectored write: one syscall for a burst.
+async fn write_batch(
+    sink: &mut FrameWriter,
     first: Out,
     frames: &flume::Receiver<Out>,
-) -> Result<(), WsError>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    sink.feed(Message::Binary(first.frame)).await?;
-    for _ in 1..WRITE_BATCH {
+) -> std::io::Result<()> {
+    if frames.is_empty() {
+        return sink.send(std::slice::from_ref(&first.frame)).await;
+    }
+    let mut batch = Vec::with_capacity(WRITE_BATCH.min(frames.len() + 1));
+    batch.push(first.frame);
+    while batch.len() < WRITE_BATCH {
         match frames.try_recv() {
-            Ok(out) => sink.feed(Message::Binary(out.frame)).await?,
+            Ok(out) => batch.push(out.frame),
             Err(_) => break,
         }
     }
-    sink.flush().await
+    sink.send(&batch).await
 }
 
 /// Resolves when the token's timer fires, or never.
@@ -367,30 +374,21 @@ async fn expired(timer: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
     }
 }
 
-fn close_frame(close: &Close) -> CloseFrame {
-    CloseFrame {
-        code: CloseCode::from(close.code),
-        reason: close.reason.to_string().into(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// Every connection keeps its reading task for its whole life, so its size is memory per
     /// connection: it was 968 bytes as first written (an `async fn`, an inline wait for
-    /// mailbox room, an unboxed token timer).
+    /// mailbox room, an unboxed token timer). The tungstenite stream it owns is counted
+    /// apart: that state exists once per connection whoever holds it.
     #[tokio::test]
     async fn reader_task_stays_small() {
-        let (socket, _peer) = tokio::io::duplex(64);
-        let ws = WebSocketStream::from_raw_socket(
-            socket,
-            tokio_tungstenite::tungstenite::protocol::Role::Server,
-            None,
-        )
-        .await;
-        let (_sink, stream) = ws.split();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let (_client, accepted) = tokio::join!(client, listener.accept());
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
+        let socket = Socket::from_tcp(accepted.unwrap().0, bytes::Bytes::new(), config).await;
         let (doc, _mailbox) = DocHandle::detached("doc");
         let reader = Reader {
             conn: 1,
@@ -401,8 +399,9 @@ mod tests {
             max_frame_bytes: 1 << 20,
             silent: Arc::default(),
         };
-        let size = std::mem::size_of_val(&read(stream, reader));
-        println!("reader future: {size} bytes");
+        let stream = std::mem::size_of::<WsReader>();
+        let size = std::mem::size_of_val(&read(socket.reader, reader)) - stream;
+        println!("reader future: {size} bytes besides the {stream}-byte stream");
         assert!(size <= 400, "reader future grew to {size} bytes");
     }
 }

@@ -9,6 +9,7 @@ pub mod doc_load;
 pub mod durability;
 pub mod recent;
 pub mod registry;
+pub mod socket;
 
 pub use close::Close;
 pub use registry::{DocHandle, Registry};
