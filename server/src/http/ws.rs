@@ -2,7 +2,8 @@
 //! percent-decoded; `?token=` (or `Authorization: Bearer`, or a first auth frame) carries
 //! the access token, `?acks=1` opts in to "saved" acknowledgements. The upgrade is completed
 //! here rather than by `warp::ws()` because warp offers no way to set tungstenite's read
-//! buffer, whose 128 KiB default would cost ~130 MB per thousand idle connections.
+//! buffer, whose 128 KiB default would cost ~130 MB per thousand idle connections, nor to
+//! write frames without tungstenite's per-connection copy (`hub::socket`).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -248,7 +248,7 @@ async fn write(
                 }
             }
             // Only polled while the outbox is empty: pongs and a close reply are rare, and
-            // may wait behind a batch.
+            // wait until the queued frames are out.
             _ = sink.control().ready() => {
                 let control = sink.send_control();
                 if !matches!(tokio::time::timeout(write_timeout, control).await, Ok(Ok(()))) {
