@@ -124,10 +124,6 @@ pub async fn run(
     };
     let (frames_tx, frames) = flume::bounded::<Out>(config.outbox_frames.max(1));
     let (close_tx, close_rx) = oneshot::channel::<Close>();
-    let Socket {
-        reader: stream,
-        writer: mut sink,
-    } = socket;
     let outbox = Outbox {
         frames: frames_tx,
         close: close_tx,
@@ -144,16 +140,13 @@ pub async fn run(
         .await
         .is_err()
     {
-        refuse(
-            Socket {
-                reader: stream,
-                writer: sink,
-            },
-            Close::internal("document unavailable"),
-        )
-        .await;
+        refuse(socket, Close::internal("document unavailable")).await;
         return;
     }
+    let Socket {
+        reader: stream,
+        writer: mut sink,
+    } = socket;
     let silent = Arc::new(AtomicU32::new(0));
     let reader = tokio::spawn(read(
         stream,
