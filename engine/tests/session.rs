@@ -142,6 +142,40 @@ fn awareness_ownership_is_tracked_and_released_on_close() {
 }
 
 #[test]
+fn a_batching_session_reports_presence_and_leaves_relaying_to_the_caller() {
+    let doc = Document::new("d");
+    let mut hub = Awareness::new(0);
+    let mut conn = SyncSession::new(Role::Server).with_presence_batching();
+    let mut alice = Awareness::new(77);
+    let update = alice
+        .set_local_state_json(Some(r#"{"user":{"name":"a"}}"#), 0)
+        .unwrap();
+    let out = conn
+        .handle(&doc, &mut hub, &Message::Awareness(update), 0)
+        .unwrap();
+    assert_eq!(out.awareness.added, vec![77]);
+    assert!(out.broadcast.is_empty(), "the caller relays presence");
+    assert_eq!(hub.state(77), Some(r#"{"user":{"name":"a"}}"#));
+    // Document updates are still relayed by the session.
+    let edit = Document::with_client_id("d", 5);
+    let text = edit.text("content");
+    edit.edit(|e| e.insert(&text, 0, "x")).unwrap();
+    let update = edit.snapshot_v1();
+    let out = conn
+        .handle(
+            &doc,
+            &mut hub,
+            &Message::Sync(SyncMessage::Update(&update)),
+            1,
+        )
+        .unwrap();
+    assert_eq!(out.broadcast.len(), 1);
+    assert_eq!(conn.release(&mut hub, 2), vec![77]);
+    assert!(hub.state(77).is_none());
+    assert!(conn.release(&mut hub, 3).is_empty(), "released once");
+}
+
+#[test]
 fn greeting_is_step1_then_awareness_if_any() {
     let doc = Document::new("d");
     let mut aw = Awareness::new(0);

@@ -141,6 +141,14 @@ pub struct Config {
     #[arg(long, env = "TANDEM_MAX_AWARENESS_BYTES", default_value_t = 64 << 10)]
     pub max_awareness_bytes: usize,
 
+    /// Milliseconds a document waits between two relays of presence (awareness) changes.
+    /// A change is relayed at once when the last relay is older than this; changes that come
+    /// faster wait and go out together, one frame for all of them. A join storm of `n`
+    /// clients then costs each peer a few frames instead of `n`. 0 relays every change as
+    /// it comes, as y-websocket's server does.
+    #[arg(long, env = "TANDEM_PRESENCE_BATCH_MS", default_value_t = 25)]
+    pub presence_batch_ms: u64,
+
     /// Most simultaneous WebSocket connections; further ones are closed with 1013 (retry later).
     #[arg(long, env = "TANDEM_MAX_CONNECTIONS", default_value_t = 20_000)]
     pub max_connections: usize,
@@ -199,6 +207,11 @@ impl Config {
     /// Group commit interval as a [`Duration`].
     pub fn group_commit(&self) -> Duration {
         Duration::from_millis(self.group_commit_ms)
+    }
+
+    /// Presence batching window as a [`Duration`].
+    pub fn presence_batch(&self) -> Duration {
+        Duration::from_millis(self.presence_batch_ms)
     }
 
     /// Idle unload delay as a [`Duration`].

@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -97,6 +98,67 @@ async fn awareness_appears_for_others_and_disappears_when_a_client_disconnects()
     a.disconnect();
     b.wait_presence(a.client_id(), false).await;
     c.wait_presence(a.client_id(), false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_storm_relays_presence_in_a_few_frames_and_loses_none() {
+    // A wide window so that batching does not depend on how fast this machine is.
+    let server = Server::start(&["--presence-batch-ms", "300"]);
+    let mut observer = raw(&server.url("storm")).await;
+    let url = server.url("storm");
+    let clients = futures_util::future::join_all((0..30).map(|_| Client::connect(&url))).await;
+    let ids: HashSet<u64> = clients.iter().map(Client::client_id).collect();
+    for (i, c) in clients.iter().enumerate() {
+        c.set_presence(&format!(r#"{{"user":{{"name":"c{i}"}}}}"#));
+    }
+    let frames = awareness_frames_until(&mut observer, &ids, true).await;
+    assert!(
+        frames <= 10,
+        "30 presence states took {frames} frames; one per joiner is the n² storm"
+    );
+    // Every client sees every other, however the states were grouped.
+    for c in &clients {
+        for id in &ids {
+            c.wait_presence(*id, true).await;
+        }
+    }
+    // Everyone leaves at once: the removals are batched too.
+    for c in &clients {
+        c.disconnect();
+    }
+    let frames = awareness_frames_until(&mut observer, &ids, false).await;
+    assert!(frames <= 10, "30 removals took {frames} frames");
+}
+
+/// Reads awareness frames until every client of `ids` has a state (`present`) or has been
+/// removed; returns how many frames carried news about them.
+async fn awareness_frames_until(
+    ws: &mut support::Socket,
+    ids: &HashSet<u64>,
+    present: bool,
+) -> usize {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut done = HashSet::new();
+    let mut frames = 0;
+    while done.len() < ids.len() {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {} presence changes", done.len(), ids.len()))
+            .expect("open")
+            .expect("frame");
+        let Ws::Binary(b) = msg else { continue };
+        let Ok(tandem_engine::Message::Awareness(u)) = tandem_engine::Message::decode(&b) else {
+            continue;
+        };
+        let news = u
+            .entries
+            .iter()
+            .filter(|e| ids.contains(&e.client_id) && e.is_removal() != present)
+            .map(|e| done.insert(e.client_id))
+            .fold(false, |any, new| any | new);
+        frames += usize::from(news);
+    }
+    frames
 }
 
 #[tokio::test]

@@ -68,6 +68,7 @@ pub struct SyncSession {
     synced: bool,
     resync_requested: bool,
     full_state_cache: bool,
+    presence_batching: bool,
     access: Access,
     max_awareness_state: usize,
     controlled: BTreeSet<u64>,
@@ -81,6 +82,7 @@ impl SyncSession {
             synced: false,
             resync_requested: false,
             full_state_cache: false,
+            presence_batching: false,
             access: Access::ReadWrite,
             max_awareness_state: usize::MAX,
             controlled: BTreeSet::new(),
@@ -110,6 +112,15 @@ impl SyncSession {
     /// encoding, so a join storm on a large document encodes it once, not once per joiner.
     pub fn with_full_state_cache(mut self) -> Self {
         self.full_state_cache = true;
+        self
+    }
+
+    /// Declares that the caller relays presence itself: awareness changes are reported in
+    /// [`Outcome::awareness`] only, not encoded into [`Outcome::broadcast`]. A hub can then
+    /// send everything that changed during a busy moment as one frame: in a join storm of
+    /// `n` clients that is a few frames per peer instead of `n`.
+    pub fn with_presence_batching(mut self) -> Self {
+        self.presence_batching = true;
         self
     }
 
@@ -182,7 +193,7 @@ impl SyncSession {
                 for id in &changes.removed {
                     self.controlled.remove(id);
                 }
-                if self.role == Role::Server && !changes.is_empty() {
+                if self.role == Role::Server && !self.presence_batching && !changes.is_empty() {
                     let ids: Vec<u64> = changes.all().collect();
                     out.broadcast.push(awareness.encode(&ids).encode_frame());
                 }
@@ -259,13 +270,15 @@ impl SyncSession {
     /// Ends the session: removes the awareness states this peer controlled and returns the
     /// frame announcing their removal to the remaining peers (if there was any).
     pub fn close(&mut self, awareness: &mut Awareness, now_ms: u64) -> Option<Vec<u8>> {
+        let removed = self.release(awareness, now_ms);
+        (!removed.is_empty()).then(|| awareness.encode(&removed).encode_frame())
+    }
+
+    /// Ends the session like [`SyncSession::close`], for a caller that relays presence
+    /// itself: returns the client ids whose states were removed.
+    pub fn release(&mut self, awareness: &mut Awareness, now_ms: u64) -> Vec<u64> {
         let ids: Vec<u64> = std::mem::take(&mut self.controlled).into_iter().collect();
-        let changes = awareness.remove_states(&ids, now_ms);
-        if changes.removed.is_empty() {
-            None
-        } else {
-            Some(awareness.encode(&changes.removed).encode_frame())
-        }
+        awareness.remove_states(&ids, now_ms).removed
     }
 
     /// Forgets that `clients` are controlled by this peer (they timed out elsewhere).

@@ -55,6 +55,7 @@ pub struct Env {
     pub cluster: Option<Cluster>,
 }
 
+mod presence;
 mod relay;
 
 struct Conn {
@@ -103,6 +104,8 @@ struct DocActor {
     waiting_posts: Vec<(u64, Reply<Posted>, bool)>,
     /// Connections to close after the current command (closing may broadcast).
     doomed: Vec<(ConnId, Close)>,
+    /// Presence changes waiting to be relayed as one frame.
+    presence: presence::PendingPresence,
     /// An update crashed the CRDT: the in-memory document can no longer be trusted.
     poisoned: bool,
     /// Cluster mode: where frames for other nodes go, and what they send.
@@ -115,11 +118,13 @@ struct DocActor {
 }
 
 /// The protocol session of one peer of a document (a connection, an SSE subscription,
-/// HTTP posts, the other nodes): what it may do, and the presence size limit.
+/// HTTP posts, the other nodes): what it may do, and the presence size limit. The actor
+/// relays presence itself, in batches (see `presence`).
 fn peer_session(config: &Config, access: Access) -> SyncSession {
     SyncSession::new(Role::Server)
         .with_access(access)
         .with_max_awareness_state(config.max_awareness_bytes)
+        .with_presence_batching()
 }
 
 /// Starts the actor of document `name`.
@@ -256,6 +261,7 @@ impl DocActor {
             http_session: peer_session(&env.config, Access::ReadWrite),
             waiting_posts: Vec::new(),
             doomed: Vec::new(),
+            presence: presence::PendingPresence::new(env.config.presence_batch()),
             poisoned: false,
             cluster: env.cluster.clone(),
             membership: None,
@@ -271,6 +277,10 @@ impl DocActor {
         awareness_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut idle_since = None;
         loop {
+            if self.presence.is_due(tokio::time::Instant::now()) {
+                self.flush_presence();
+                self.close_doomed();
+            }
             idle_since = if self.conns.is_empty() && self.durability.is_saved() {
                 idle_since.or_else(|| Some(tokio::time::Instant::now()))
             } else {
@@ -312,6 +322,10 @@ impl DocActor {
                 }
                 _ = awareness_check.tick(), if !self.awareness.is_empty() => {
                     self.expire_awareness();
+                    self.close_doomed();
+                }
+                _ = sleep_until_opt(self.presence.due_at()) => {
+                    self.flush_presence();
                     self.close_doomed();
                 }
                 _ = sleep_until_opt(unload_at) => {
@@ -484,6 +498,7 @@ impl DocActor {
             debug!(doc = %self.name, %peer, "document waits for missing updates; asked the peer to resync");
         }
         self.publish(&outcome.broadcast);
+        self.publish_presence(outcome.awareness.all());
         self.absorb(Some(id), outcome, &origin, started);
         if is_update {
             let seq = self.durability.last_seq();
@@ -528,6 +543,7 @@ impl DocActor {
         for frame in outcome.broadcast {
             self.broadcast(Bytes::from(frame));
         }
+        self.note_presence(&outcome.awareness);
     }
 
     /// An SSE subscription: answers with what it missed (as far as memory holds it), our
@@ -667,6 +683,7 @@ impl DocActor {
         }
         let changed = outcome.applied.is_some() || !outcome.awareness.is_empty();
         self.publish(&outcome.broadcast);
+        self.publish_presence(outcome.awareness.all());
         self.absorb(session, outcome, origin, started);
         let seq = self.durability.last_seq();
         if wait_saved {
@@ -809,11 +826,7 @@ impl DocActor {
     fn leave(&mut self, id: ConnId) {
         if let Some(mut conn) = self.conns.remove(&id) {
             debug!(doc = %self.name, peer = %conn.peer, conn = id, "left");
-            let now = self.now_ms();
-            if let Some(frame) = conn.session.close(&mut self.awareness, now) {
-                self.publish(std::slice::from_ref(&frame));
-                self.broadcast(Bytes::from(frame));
-            }
+            self.release_presence(&mut conn);
         }
     }
 
@@ -826,8 +839,7 @@ impl DocActor {
         for conn in self.conns.values_mut() {
             conn.session.forget(&changes.removed);
         }
-        let frame = self.awareness.encode(&changes.removed).encode_frame();
-        self.broadcast(Bytes::from(frame));
+        self.note_presence(&changes);
     }
 
     fn send_to(&mut self, id: ConnId, frame: Bytes) {
@@ -871,9 +883,8 @@ impl DocActor {
         }
     }
 
-    /// Closes connections marked during the last command. Closing one broadcasts the
-    /// removal of its awareness states, which can doom further (slow) connections: loop
-    /// until none is left.
+    /// Closes connections marked during the last command. The removal of their presence
+    /// is relayed with the next batch (which can doom further, slow, connections).
     fn close_doomed(&mut self) {
         while let Some((id, close)) = self.doomed.pop() {
             let Some(mut conn) = self.conns.remove(&id) else {
@@ -884,11 +895,8 @@ impl DocActor {
             }
             metrics::counter!("tandem_connections_closed_total", "reason" => close.label())
                 .increment(1);
+            self.release_presence(&mut conn);
             let _ = conn.outbox.close.send(close);
-            let now = self.now_ms();
-            if let Some(frame) = conn.session.close(&mut self.awareness, now) {
-                self.broadcast(Bytes::from(frame));
-            }
         }
     }
 

@@ -30,6 +30,17 @@ impl DocActor {
         }
     }
 
+    /// Sends the current presence of `ids` to the other nodes, right away: each node
+    /// batches for its own clients.
+    pub(super) fn publish_presence(&self, ids: impl IntoIterator<Item = u64>) {
+        if let Some(cluster) = &self.cluster {
+            let ids: Vec<u64> = ids.into_iter().collect();
+            if !ids.is_empty() {
+                cluster.publish(&self.name, &self.awareness.encode(&ids).encode_frame());
+            }
+        }
+    }
+
     /// Asks the other nodes for what this one lacks (they answer with an update holding
     /// it) and republishes the presence this node knows: after a load, and after an outage
     /// of the link during which frames were lost.
