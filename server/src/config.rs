@@ -145,8 +145,10 @@ pub struct Config {
     /// A change is relayed at once when the last relay is older than this; changes that come
     /// faster wait and go out together, one frame for all of them. A join storm of `n`
     /// clients then costs each peer a few frames instead of `n`. 0 relays every change as
-    /// it comes, as y-websocket's server does.
-    #[arg(long, env = "TANDEM_PRESENCE_BATCH_MS", default_value_t = 25)]
+    /// it comes, as y-websocket's server does. At most 60000: presence not renewed for 30 s
+    /// expires anyway.
+    #[arg(long, env = "TANDEM_PRESENCE_BATCH_MS", default_value_t = 25,
+          value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub presence_batch_ms: u64,
 
     /// Most simultaneous WebSocket connections; further ones are closed with 1013 (retry later).

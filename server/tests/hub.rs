@@ -130,6 +130,19 @@ async fn a_join_storm_relays_presence_in_a_few_frames_and_loses_none() {
     assert!(frames <= 10, "30 removals took {frames} frames");
 }
 
+#[test]
+fn a_presence_window_beyond_a_minute_is_refused_at_start() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tandem-server"))
+        // The bad database URL makes a server that accepted the flag exit too, not run.
+        .args(["--listen", "127.0.0.1:0", "--database-url", "bogus://x"])
+        .args(["--presence-batch-ms", "3600000"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--presence-batch-ms"), "{stderr}");
+}
+
 /// Reads awareness frames until every client of `ids` has a state (`present`) or has been
 /// removed; returns how many frames carried news about them.
 async fn awareness_frames_until(
