@@ -145,10 +145,11 @@ pub struct Config {
     /// A change is relayed at once when the last relay is older than this; changes that come
     /// faster wait and go out together, one frame for all of them. A join storm of `n`
     /// clients then costs each peer a few frames instead of `n`. 0 relays every change as
-    /// it comes, as y-websocket's server does. At most 60000: presence not renewed for 30 s
-    /// expires anyway.
+    /// it comes, as y-websocket's server does. At most 10000: clients renew their presence
+    /// every 15 s and drop a peer's that goes 30 s unrenewed, so a longer window would make
+    /// cursors vanish between batches.
     #[arg(long, env = "TANDEM_PRESENCE_BATCH_MS", default_value_t = 25,
-          value_parser = clap::value_parser!(u64).range(0..=60_000))]
+          value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub presence_batch_ms: u64,
 
     /// Most simultaneous WebSocket connections; further ones are closed with 1013 (retry later).
