@@ -2,7 +2,7 @@
 
 use tandem_engine::protocol::codec;
 use tandem_engine::{
-    Access, Awareness, Document, Message, Role, SessionError, SyncMessage, SyncSession,
+    Access, Awareness, Document, Message, Outcome, Role, SessionError, SyncMessage, SyncSession,
 };
 
 fn decode(frame: &[u8]) -> Message<'_> {
@@ -118,18 +118,21 @@ fn a_gap_triggers_one_resync_request() {
     assert_eq!(b.text_string("content"), "123");
 }
 
+/// Client 77 ("a") announces its presence through `conn`.
+fn announce_alice(doc: &Document, hub: &mut Awareness, conn: &mut SyncSession) -> Outcome {
+    let update = Awareness::new(77)
+        .set_local_state_json(Some(r#"{"user":{"name":"a"}}"#), 0)
+        .unwrap();
+    conn.handle(doc, hub, &Message::Awareness(update), 0)
+        .unwrap()
+}
+
 #[test]
 fn awareness_ownership_is_tracked_and_released_on_close() {
     let doc = Document::new("d");
     let mut hub = Awareness::new(0);
     let mut conn = SyncSession::new(Role::Server);
-    let mut alice = Awareness::new(77);
-    let update = alice
-        .set_local_state_json(Some(r#"{"user":{"name":"a"}}"#), 0)
-        .unwrap();
-    let out = conn
-        .handle(&doc, &mut hub, &Message::Awareness(update), 0)
-        .unwrap();
+    let out = announce_alice(&doc, &mut hub, &mut conn);
     assert_eq!(out.awareness.added, vec![77]);
     assert_eq!(out.broadcast.len(), 1, "awareness is relayed");
     assert_eq!(conn.controlled_clients().collect::<Vec<_>>(), vec![77]);
@@ -146,13 +149,7 @@ fn a_batching_session_reports_presence_and_leaves_relaying_to_the_caller() {
     let doc = Document::new("d");
     let mut hub = Awareness::new(0);
     let mut conn = SyncSession::new(Role::Server).with_presence_batching();
-    let mut alice = Awareness::new(77);
-    let update = alice
-        .set_local_state_json(Some(r#"{"user":{"name":"a"}}"#), 0)
-        .unwrap();
-    let out = conn
-        .handle(&doc, &mut hub, &Message::Awareness(update), 0)
-        .unwrap();
+    let out = announce_alice(&doc, &mut hub, &mut conn);
     assert_eq!(out.awareness.added, vec![77]);
     assert!(out.broadcast.is_empty(), "the caller relays presence");
     assert_eq!(hub.state(77), Some(r#"{"user":{"name":"a"}}"#));
