@@ -65,7 +65,9 @@ function run (cmd, args) {
     const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] })
     let out = ''
     p.stdout.on('data', (d) => { out += d })
-    p.on('exit', (code) => code === 0 ? resolve(out) : reject(new Error(`${cmd} exited ${code}`)))
+    // 'close', not 'exit': 'exit' may fire before the child's stdout has been read to its
+    // end, which left `out` empty in one CI run.
+    p.on('close', (code) => code === 0 ? resolve(out) : reject(new Error(`${cmd} exited ${code}`)))
   })
 }
 
