@@ -7,6 +7,11 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+/// Longest delay the open-ended delay flags accept (a day). A larger value is a slip (a
+/// figure in microseconds, a zero too many), not a wish; refusing it at start says so,
+/// where accepting it would leave a timer that never fires.
+const MAX_DELAY_MS: u64 = 86_400_000;
+
 /// tandem-server: a y-websocket-compatible sync hub.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "tandem-server", version, about)]
@@ -42,7 +47,9 @@ pub struct Config {
 
     /// Milliseconds between group commits: updates arriving meanwhile are written in one
     /// transaction. Lower means earlier "saved" acknowledgements, higher fewer transactions.
-    #[arg(long, env = "TANDEM_GROUP_COMMIT_MS", default_value_t = 50)]
+    /// At most 60000: a longer wait only delays acknowledgements.
+    #[arg(long, env = "TANDEM_GROUP_COMMIT_MS", default_value_t = 50,
+          value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub group_commit_ms: u64,
 
     /// Log entries after the snapshot that trigger a compaction (a new snapshot replacing
@@ -65,12 +72,15 @@ pub struct Config {
     pub resume_window_bytes: usize,
 
     /// Milliseconds between heartbeat comments on an idle SSE stream (proxies drop silent
-    /// connections).
-    #[arg(long, env = "TANDEM_SSE_HEARTBEAT_MS", default_value_t = 15_000)]
+    /// connections). From 100 to 3600000 (an hour).
+    #[arg(long, env = "TANDEM_SSE_HEARTBEAT_MS", default_value_t = 15_000,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub sse_heartbeat_ms: u64,
 
     /// Longest a long-poll may wait (seconds); `timeout=` asks for less (default 25).
-    #[arg(long, env = "TANDEM_MAX_POLL_SECONDS", default_value_t = 60)]
+    /// From 1 to 3600.
+    #[arg(long, env = "TANDEM_MAX_POLL_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub max_poll_seconds: u64,
 
     /// Folder holding the browser client (`pkg/`, built by `scripts/build-client`) and the
@@ -79,8 +89,9 @@ pub struct Config {
     pub web_dir: std::path::PathBuf,
 
     /// Milliseconds shutdown waits for the last updates to reach the database before
-    /// giving up on them (only matters while the database is down).
-    #[arg(long, env = "TANDEM_SHUTDOWN_FLUSH_MS", default_value_t = 30_000)]
+    /// giving up on them (only matters while the database is down). At most 86400000 (a day).
+    #[arg(long, env = "TANDEM_SHUTDOWN_FLUSH_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_DELAY_MS))]
     pub shutdown_flush_ms: u64,
 
     /// Address to listen on (loopback by default; put a reverse proxy in front for TLS).
@@ -108,8 +119,10 @@ pub struct Config {
     pub auth_secret: Option<String>,
 
     /// Milliseconds a WebSocket without a token in its URL or headers has to send its
-    /// token as the first frame (an auth message) before it is closed with 4401.
-    #[arg(long, env = "TANDEM_AUTH_TIMEOUT_MS", default_value_t = 10_000)]
+    /// token as the first frame (an auth message) before it is closed with 4401. From 1 to
+    /// 3600000 (an hour).
+    #[arg(long, env = "TANDEM_AUTH_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub auth_timeout_ms: u64,
 
     /// Messages a connection may send per second on average (token bucket). A fast
@@ -162,13 +175,16 @@ pub struct Config {
     pub outbox_frames: usize,
 
     /// Milliseconds a document stays in memory after its last client left (and only once its
-    /// state is persisted: content is never dropped from memory unsaved).
-    #[arg(long, env = "TANDEM_IDLE_UNLOAD_MS", default_value_t = 10_000)]
+    /// state is persisted: content is never dropped from memory unsaved). At most 86400000
+    /// (a day).
+    #[arg(long, env = "TANDEM_IDLE_UNLOAD_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_DELAY_MS))]
     pub idle_unload_ms: u64,
 
     /// Milliseconds between WebSocket pings; a connection that has not answered two pings
-    /// in a row is closed.
-    #[arg(long, env = "TANDEM_PING_INTERVAL_MS", default_value_t = 15_000)]
+    /// in a row is closed. From 10 to 3600000 (an hour).
+    #[arg(long, env = "TANDEM_PING_INTERVAL_MS", default_value_t = 15_000,
+          value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     pub ping_interval_ms: u64,
 
     /// Per-connection read buffer (bytes): the most read from the socket in one call.
@@ -229,12 +245,62 @@ impl Config {
 
     /// Ping interval as a [`Duration`].
     pub fn ping_interval(&self) -> Duration {
-        Duration::from_millis(self.ping_interval_ms.max(10))
+        Duration::from_millis(self.ping_interval_ms)
     }
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config::parse_from(["tandem-server"])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every delay flag with its largest accepted value.
+    const DELAYS: &[(&str, u64)] = &[
+        ("--group-commit-ms", 60_000),
+        ("--sse-heartbeat-ms", 3_600_000),
+        ("--shutdown-flush-ms", MAX_DELAY_MS),
+        ("--auth-timeout-ms", 3_600_000),
+        ("--presence-batch-ms", 10_000),
+        ("--idle-unload-ms", MAX_DELAY_MS),
+        ("--ping-interval-ms", 3_600_000),
+    ];
+
+    #[test]
+    fn every_delay_flag_refuses_values_beyond_its_bound_with_a_clear_error() {
+        for &(flag, max) in DELAYS {
+            Config::try_parse_from(["tandem-server", flag, &max.to_string()])
+                .unwrap_or_else(|e| panic!("{flag} {max} refused: {e}"));
+            for too_big in [max + 1, u64::MAX] {
+                let err = Config::try_parse_from(["tandem-server", flag, &too_big.to_string()])
+                    .expect_err(flag);
+                assert_eq!(
+                    err.kind(),
+                    clap::error::ErrorKind::ValueValidation,
+                    "{flag}"
+                );
+                assert!(err.to_string().contains(flag), "{err}");
+            }
+        }
+    }
+
+    /// These were silently raised to a floor before; a period of 0 is a mistake to report.
+    #[test]
+    fn zero_is_refused_where_a_timer_needs_a_period() {
+        for flag in [
+            "--sse-heartbeat-ms",
+            "--auth-timeout-ms",
+            "--ping-interval-ms",
+        ] {
+            assert!(
+                Config::try_parse_from(["tandem-server", flag, "0"]).is_err(),
+                "{flag}"
+            );
+        }
+        assert!(Config::try_parse_from(["tandem-server", "--max-poll-seconds", "0"]).is_err());
     }
 }

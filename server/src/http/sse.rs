@@ -134,7 +134,7 @@ fn events(
             _ip_guard: ip_guard,
         },
     };
-    let heartbeat = Duration::from_millis(state.config.sse_heartbeat_ms.max(100));
+    let heartbeat = Duration::from_millis(state.config.sse_heartbeat_ms);
     let state = state.clone();
     let name = name.to_owned();
     // The catch-up runs as a task of its own: the body stream must be `Sync`, and the
