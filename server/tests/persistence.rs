@@ -329,3 +329,33 @@ async fn the_migrate_subcommand_creates_the_schema_on_both_backends_and_exits() 
         assert!(String::from_utf8_lossy(&bad.stderr).contains("DATABASE_URL"));
     }
 }
+
+/// `DELETE` of a document that is stored but not in memory (after a restart, or once it
+/// was unloaded) starts its load and sends the delete at once, so the delete reaches the
+/// actor while it loads. It used to hit an `unreachable!` there: the actor panicked, the
+/// caller got 503 and the document stayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_not_in_memory_can_be_deleted() {
+    for (backend, url, _keep) in each_backend().await {
+        let server = Server::start_with_db(&url, &["--idle-unload-ms", "50"]);
+        let a = Client::connect(&server.url("cold")).await;
+        a.insert(0, "to be deleted");
+        a.disconnect();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while server.json("GET", "/readyz", b"").1["documents_loaded"] != 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{backend}: never unloaded"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (status, body) = server.request("DELETE", "/api/docs/cold", b"");
+        assert_eq!(status, 204, "{backend}: {}", String::from_utf8_lossy(&body));
+        let (status, _) = server.json("GET", "/api/docs/cold", b"");
+        assert_eq!(status, 404, "{backend}: deleted from the store");
+        let (status, _) = server.json("DELETE", "/api/docs/never-made", b"");
+        assert_eq!(status, 404, "{backend}");
+        let b = Client::connect(&server.url("cold")).await;
+        assert_eq!(b.text(), "", "{backend}: the name starts afresh");
+    }
+}

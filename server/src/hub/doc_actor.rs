@@ -183,8 +183,18 @@ async fn run(name: Arc<str>, mut rx: mpsc::Receiver<Command>, env: Env) {
     }
     // Ask the other nodes for what they hold and the store does not have yet.
     actor.resync_cluster();
-    for cmd in early {
-        actor.handle(cmd);
+    let mut early = early.into_iter();
+    while let Some(cmd) = early.next() {
+        match cmd {
+            // A delete usually arrives while its document loads (`DELETE` of a document
+            // not in memory starts the load and sends at once): carry it out now, and refuse
+            // what came after it as sent to a deleted document.
+            Command::Delete { reply } => {
+                actor.delete(reply, early.collect(), rx, &env).await;
+                return;
+            }
+            cmd => actor.handle(cmd),
+        }
     }
     actor.close_doomed();
     actor.run(rx, env).await;
@@ -297,7 +307,7 @@ impl DocActor {
                             break;
                         }
                         Command::Delete { reply } => {
-                            self.delete(reply, rx, &env).await;
+                            self.delete(reply, Vec::new(), rx, &env).await;
                             return;
                         }
                         cmd => self.handle(cmd),
@@ -920,8 +930,15 @@ impl DocActor {
 
     /// Deletes the document: every client is closed for good (4410), the store forgets it
     /// once the writes queued before are done, and the actor leaves the registry so the
-    /// next client starts a new, empty document.
-    async fn delete(mut self, reply: Reply<bool>, mut rx: mpsc::Receiver<Command>, env: &Env) {
+    /// next client starts a new, empty document. `after`: commands that reached it behind
+    /// the delete while the document loaded, refused like those still in the mailbox.
+    async fn delete(
+        mut self,
+        reply: Reply<bool>,
+        after: Vec<Command>,
+        mut rx: mpsc::Receiver<Command>,
+        env: &Env,
+    ) {
         self.close_all(&Close::deleted());
         let had_content = self.durability.last_seq() > 0;
         let result = self.durability.writer().delete(&self.name).await;
@@ -932,7 +949,7 @@ impl DocActor {
                 .map(|stored| stored || had_content)
                 .map_err(|e| ApiError::Unavailable(e.to_string())),
         );
-        fail_all(&self.name, Vec::new(), &mut rx, env, Close::deleted()).await;
+        fail_all(&self.name, after, &mut rx, env, Close::deleted()).await;
     }
 
     /// After an update crashed the CRDT: close everyone, wait until the writes made before
