@@ -194,6 +194,29 @@ async fn the_document_api_lists_reads_imports_and_deletes() {
     }
 }
 
+/// A server (unloading idle documents after 50 ms) where one client wrote `text` into
+/// `doc` and left, and the document has since left memory: stored, not loaded.
+async fn written_then_unloaded(url: &str, backend: &str, doc: &str, text: &str) -> Server {
+    let server = Server::start_with_db(url, &["--idle-unload-ms", "50"]);
+    let a = Client::connect(&server.url(doc)).await;
+    a.insert(0, text);
+    a.disconnect();
+    wait_unloaded(&server, backend).await;
+    server
+}
+
+/// Waits until `/readyz` reports no document in memory (an idle unload happened).
+async fn wait_unloaded(server: &Server, backend: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while server.json("GET", "/readyz", b"").1["documents_loaded"] != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{backend}: never unloaded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Overwrites the stored bytes of update `seq` of `doc` with garbage.
 async fn corrupt_update(url: &str, doc: &str, seq: i64) {
     use sqlx::Connection;
@@ -287,22 +310,7 @@ async fn many_writers_in_many_documents_are_all_stored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_document_leaves_memory_once_saved_and_comes_back_from_the_store() {
     for (backend, url, _keep) in each_backend().await {
-        let server = Server::start_with_db(&url, &["--idle-unload-ms", "50"]);
-        let a = Client::connect(&server.url("idle")).await;
-        a.insert(0, "still here");
-        a.disconnect();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let (_, ready) = server.json("GET", "/readyz", b"");
-            if ready["documents_loaded"] == 0 {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{backend}: never unloaded"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let server = written_then_unloaded(&url, backend, "idle", "still here").await;
         let b = Client::connect(&server.url("idle")).await;
         assert_eq!(b.text(), "still here", "{backend}");
     }
@@ -337,18 +345,7 @@ async fn the_migrate_subcommand_creates_the_schema_on_both_backends_and_exits() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_document_not_in_memory_can_be_deleted() {
     for (backend, url, _keep) in each_backend().await {
-        let server = Server::start_with_db(&url, &["--idle-unload-ms", "50"]);
-        let a = Client::connect(&server.url("cold")).await;
-        a.insert(0, "to be deleted");
-        a.disconnect();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while server.json("GET", "/readyz", b"").1["documents_loaded"] != 0 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{backend}: never unloaded"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let server = written_then_unloaded(&url, backend, "cold", "to be deleted").await;
         let (status, body) = server.request("DELETE", "/api/docs/cold", b"");
         assert_eq!(status, 204, "{backend}: {}", String::from_utf8_lossy(&body));
         let (status, _) = server.json("GET", "/api/docs/cold", b"");
