@@ -345,12 +345,14 @@ async fn an_open_server_serves_dev_tokens_and_honours_read_only_ones() {
 async fn a_connection_is_closed_when_its_token_expires() {
     let server = secured();
     let now = tandem_server::auth::token::unix_now();
-    // valid for about one more second (the server allows 5 s of clock skew)
+    // Valid for one to two more seconds (the server allows 5 s of clock skew; `now` is in
+    // whole seconds). With `now - 4` it had 0 to 1 s left: read late in a second, the token
+    // could expire before the first sync, and the client waited for a sync that never came.
     let short = keys().sign(&Claims {
         doc: "doc".into(),
         mode: Mode::Write,
         name: None,
-        exp: now - 4,
+        exp: now - 3,
         iat: now - 60,
     });
     let client = Client::connect(&with_token(&server, "doc", &short)).await;
