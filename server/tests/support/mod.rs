@@ -135,7 +135,7 @@ impl Server {
 }
 
 fn spawn_server(port: u16, db_url: &str, args: &[String]) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_tandem-server"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tandem-server"))
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--database-url")
@@ -155,11 +155,30 @@ fn spawn_server(port: u16, db_url: &str, args: &[String]) -> Child {
         .spawn()
         .expect("start tandem-server");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !answers_healthz(port) {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("tandem-server exited while starting: {status}");
+        }
         assert!(Instant::now() < deadline, "server did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
     child
+}
+
+/// Whether a tandem-server answers `/healthz` on `port`. A bare TCP connect is not proof:
+/// the probe's own socket can be given `port` as its source port and connect to itself
+/// (TCP simultaneous open), and then the first client finds nobody listening.
+fn answers_healthz(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    let mut response = Vec::new();
+    s.write_all(request).is_ok()
+        && s.read_to_end(&mut response).is_ok()
+        && response.starts_with(b"HTTP/1.1 200")
 }
 
 fn dechunk(mut body: &[u8]) -> Vec<u8> {
