@@ -82,21 +82,7 @@ impl Server {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> (u16, Vec<u8>) {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        let extra: String = headers
-            .iter()
-            .map(|(k, v)| format!("{k}: {v}\r\n"))
-            .collect();
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .unwrap();
-        s.write_all(body).unwrap();
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).unwrap();
+        let out = http_exchange(self.port, method, path, headers, body).unwrap();
         let status = std::str::from_utf8(&out[9..12]).unwrap().parse().unwrap();
         let head_end = out
             .windows(4)
@@ -169,16 +155,33 @@ fn spawn_server(port: u16, db_url: &str, args: &[String]) -> Child {
 /// the probe's own socket can be given `port` as its source port and connect to itself
 /// (TCP simultaneous open), and then the first client finds nobody listening.
 fn answers_healthz(port: u16) -> bool {
+    http_exchange(port, "GET", "/healthz", &[], b"")
+        .is_ok_and(|response| response.starts_with(b"HTTP/1.1 200"))
+}
+
+/// One HTTP/1.1 request on a fresh connection; the whole raw response.
+fn http_exchange(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Vec<u8>> {
     use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-    let mut response = Vec::new();
-    s.write_all(request).is_ok()
-        && s.read_to_end(&mut response).is_ok()
-        && response.starts_with(b"HTTP/1.1 200")
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n",
+        body.len()
+    )?;
+    s.write_all(body)?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    Ok(out)
 }
 
 fn dechunk(mut body: &[u8]) -> Vec<u8> {
