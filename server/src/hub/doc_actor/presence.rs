@@ -9,6 +9,7 @@
 //! relayed late is still a valid cursor (it names positions in updates the peers already
 //! have).
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,9 +18,11 @@ use tokio::time::Instant;
 
 use super::{Conn, DocActor};
 
-/// Client ids whose presence changed and is not relayed yet.
+/// Client ids whose presence changed and is not relayed yet. A set: a client that changes
+/// its state many times within a window is relayed once, and the memory held is bounded
+/// by the number of clients, not by the number of changes.
 pub(super) struct PendingPresence {
-    ids: Vec<u64>,
+    ids: BTreeSet<u64>,
     /// The shortest time between two relays.
     window: Duration,
     /// When the last relay went out.
@@ -30,7 +33,7 @@ impl PendingPresence {
     /// Relays at most once per `window` (zero: every change as it comes).
     pub(super) fn new(window: Duration) -> Self {
         Self {
-            ids: Vec::new(),
+            ids: BTreeSet::new(),
             window,
             last: None,
         }
@@ -60,10 +63,7 @@ impl PendingPresence {
     /// The pending ids, each once, and starts a new window at `now`.
     fn take(&mut self, now: Instant) -> Vec<u64> {
         self.last = Some(now);
-        let mut ids = std::mem::take(&mut self.ids);
-        ids.sort_unstable();
-        ids.dedup();
-        ids
+        std::mem::take(&mut self.ids).into_iter().collect()
     }
 }
 
@@ -121,6 +121,15 @@ mod tests {
             vec![2, 5],
             "and goes out with the others"
         );
+    }
+
+    #[test]
+    fn a_client_changing_often_within_a_window_is_held_once() {
+        let mut p = PendingPresence::new(Duration::from_millis(25));
+        p.add(std::iter::repeat_n(7, 10_000));
+        p.add([8]);
+        assert_eq!(p.ids.len(), 2);
+        assert_eq!(p.take(Instant::now()), vec![7, 8]);
     }
 
     #[test]
