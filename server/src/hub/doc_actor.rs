@@ -17,7 +17,7 @@ use tandem_engine::{
     Access, Awareness, AwarenessUpdate, CodecError, DocError, Document, Message, Outcome, Role,
     SessionError, SyncMessage, SyncSession,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 use crate::cluster::{Cluster, Membership};
@@ -74,6 +74,13 @@ struct Acks {
     received: u64,
     /// Acknowledge `count` updates once everything up to `seq` is durable.
     owed: Option<(u64, u64)>,
+}
+
+/// The commands that end a document's actor. [`DocActor::handle`] hands them back because
+/// ending needs the actor's mailbox: what is still in it gets refused.
+enum Ending {
+    Shutdown(oneshot::Sender<()>),
+    Delete(Reply<bool>),
 }
 
 /// The whole document encoded once for joiners with an empty state.
@@ -185,18 +192,19 @@ async fn run(name: Arc<str>, mut rx: mpsc::Receiver<Command>, env: Env) {
     actor.resync_cluster();
     let mut early = early.into_iter();
     while let Some(cmd) = early.next() {
-        match cmd {
-            // A delete usually arrives while its document loads (`DELETE` of a document
-            // not in memory starts the load and sends at once): carry it out now, and refuse
-            // what came after it as sent to a deleted document.
-            Command::Delete { reply } => {
-                actor.delete(reply, early.collect(), rx, &env).await;
-                return;
-            }
-            cmd => actor.handle(cmd),
+        // A delete usually arrives while its document loads (`DELETE` of a document not in
+        // memory starts the load and sends at once): it is carried out now, and what came
+        // after it refused as sent to a deleted document.
+        if let Some(ending) = actor.handle(cmd) {
+            actor.end(ending, early.collect(), rx, &env).await;
+            return;
         }
     }
     actor.close_doomed();
+    if actor.poisoned {
+        actor.hand_over(rx, &env).await;
+        return;
+    }
     actor.run(rx, env).await;
 }
 
@@ -300,17 +308,9 @@ impl DocActor {
             tokio::select! {
                 cmd = rx.recv() => {
                     let Some(cmd) = cmd else { break };
-                    match cmd {
-                        Command::Shutdown { done } => {
-                            self.shutdown();
-                            let _ = done.send(());
-                            break;
-                        }
-                        Command::Delete { reply } => {
-                            self.delete(reply, Vec::new(), rx, &env).await;
-                            return;
-                        }
-                        cmd => self.handle(cmd),
+                    if let Some(ending) = self.handle(cmd) {
+                        self.end(ending, Vec::new(), rx, &env).await;
+                        return;
                     }
                     self.close_doomed();
                     if self.poisoned {
@@ -354,7 +354,9 @@ impl DocActor {
         self.started.elapsed().as_millis() as u64
     }
 
-    fn handle(&mut self, cmd: Command) {
+    /// Carries out one command; hands back the two that end the actor, which need its
+    /// mailbox (see [`DocActor::end`]).
+    fn handle(&mut self, cmd: Command) -> Option<Ending> {
         match cmd {
             Command::Join {
                 conn,
@@ -397,9 +399,28 @@ impl DocActor {
                 state_vector,
                 reply,
             } => self.poll(since, aw, state_vector, reply),
-            Command::Shutdown { .. } | Command::Delete { .. } => {
-                unreachable!("handled by run")
+            Command::Shutdown { done } => return Some(Ending::Shutdown(done)),
+            Command::Delete { reply } => return Some(Ending::Delete(reply)),
+        }
+        None
+    }
+
+    /// Ends the actor for `ending`. `after`: commands that reached it behind the ending one
+    /// while the document loaded; they, and what is still in the mailbox, are refused.
+    async fn end(
+        mut self,
+        ending: Ending,
+        after: Vec<Command>,
+        mut rx: mpsc::Receiver<Command>,
+        env: &Env,
+    ) {
+        match ending {
+            Ending::Shutdown(done) => {
+                self.shutdown();
+                fail_all(&self.name, after, &mut rx, env, Close::going_away()).await;
+                let _ = done.send(());
             }
+            Ending::Delete(reply) => self.delete(reply, after, rx, env).await,
         }
     }
 
