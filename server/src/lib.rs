@@ -63,6 +63,9 @@ pub async fn open_store(
     Ok(store)
 }
 
+/// How long shutdown waits for Redis to take this node's last messages.
+const CLUSTER_FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Runs the server until `shutdown` resolves, then closes every client with 1001 and
 /// flushes every document before returning.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
@@ -92,7 +95,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         );
     }
     let state = AppState {
-        registry: Registry::new(config.clone(), store, writer.clone(), cluster),
+        registry: Registry::new(config.clone(), store, writer.clone(), cluster.clone()),
         connections: ConnectionCount::default(),
         auth,
         per_ip: limits::PerIp::default(),
@@ -103,6 +106,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     listener::serve(listener, http::routes(state.clone()), shutdown).await;
     info!("shutting down: closing clients and flushing documents");
     state.registry.shutdown().await;
+    if let Some(cluster) = &cluster {
+        // The documents published their clients' presence removals: without them the
+        // other nodes would show those cursors until they expire (30 s).
+        if tokio::time::timeout(CLUSTER_FLUSH_LIMIT, cluster.flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!("redis did not take this node's last messages at shutdown");
+        }
+    }
     // Give connection tasks a moment to write their close frames.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
     while state.connections.current() > 0 && tokio::time::Instant::now() < deadline {

@@ -232,6 +232,29 @@ async fn presence_of_a_dead_node_expires_on_the_others() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_of_a_node_shut_down_gracefully_leaves_the_others_at_once() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (nodes, _db) = cluster(2, &[]).await;
+    let watcher = Client::connect(&nodes[1].url("doc")).await;
+    let leaving = Client::connect(&nodes[0].url("doc")).await;
+    leaving.set_presence(r#"{"user":{"name":"leaving"}}"#);
+    let id = leaving.client_id();
+    watcher.wait_presence(id, true).await;
+    nodes[0].terminate();
+    assert_eq!(leaving.wait_closed().await.0, 1001);
+    // The node published the removal before exiting: no 30 s expiry to wait for.
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(10);
+    while watcher.presence_of(id).is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the cursor of a client of the node shut down stayed on the other node"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn cluster_mode_refuses_sqlite() {
     let dir = tempfile::tempdir().unwrap();

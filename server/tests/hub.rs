@@ -374,12 +374,7 @@ async fn sigterm_closes_clients_with_1001_and_exits_cleanly() {
     let mut server = Server::start(&[]);
     let a = Client::connect(&server.url("bye")).await;
     a.insert(0, "x");
-    let pid = server.child.id();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    server.terminate();
     let (code, _) = a.wait_closed().await;
     assert_eq!(code, 1001);
     let exit = tokio::task::spawn_blocking(move || server.child.wait().unwrap())

@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::{channel, decode, Op, Remote, Shared};
+use super::{channel, decode, Op, Outgoing, Remote, Shared};
 
 /// First and longest pause between reconnection attempts.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
@@ -188,64 +188,107 @@ fn dispatch(shared: &Shared, docs: &Docs, msg: &redis::Msg) {
     }
 }
 
-/// Publishes frames in the order they were queued, a pipeline per batch.
+/// Publishes frames in the order they were queued, a pipeline per batch; answers a flush
+/// once everything queued before it has been sent (or dropped by an outage).
 /// Publishes lost to an outage are repaired by a resync, which the publisher asks the
 /// subscriber for (`ops`) once it can publish again.
 pub(super) async fn publisher(
     client: redis::Client,
     shared: Arc<Shared>,
-    mut queue: mpsc::UnboundedReceiver<(Vec<u8>, Bytes)>,
+    mut queue: mpsc::UnboundedReceiver<Outgoing>,
     ops: mpsc::UnboundedSender<Op>,
 ) {
-    let mut backoff = BACKOFF.0;
-    let mut conn = None;
-    let mut lost = false;
+    let mut link = Publisher {
+        client,
+        shared,
+        ops,
+        conn: None,
+        backoff: BACKOFF.0,
+        lost: false,
+    };
     while let Some(first) = queue.recv().await {
         let mut pipe = redis::pipe();
-        pipe.publish(first.0, &first.1[..]).ignore();
-        let mut count = 1;
-        while count < PUBLISH_BATCH {
-            match queue.try_recv() {
-                Ok((ch, payload)) => {
+        let mut count = 0;
+        let mut flushes = Vec::new();
+        let mut next = Some(first);
+        while let Some(out) = next.take() {
+            match out {
+                Outgoing::Frame(ch, payload) => {
                     pipe.publish(ch, &payload[..]).ignore();
                     count += 1;
                 }
-                Err(_) => break,
+                Outgoing::Flush(done) => flushes.push(done),
+            }
+            if count < PUBLISH_BATCH {
+                next = queue.try_recv().ok();
             }
         }
-        if conn.is_none() {
-            match client.get_multiplexed_async_connection().await {
-                Ok(c) => conn = Some(c),
+        if count > 0 {
+            link.send(pipe, count, &mut queue, &mut flushes).await;
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// The publishing connection and what it remembers between batches.
+struct Publisher {
+    client: redis::Client,
+    shared: Arc<Shared>,
+    ops: mpsc::UnboundedSender<Op>,
+    conn: Option<redis::aio::MultiplexedConnection>,
+    backoff: Duration,
+    /// Publishes were dropped since the last success: the next one asks for a resync.
+    lost: bool,
+}
+
+impl Publisher {
+    /// Sends one pipeline of `count` publishes, connecting first if need be. If Redis is
+    /// unreachable, what queued up meanwhile is dropped too (its flushes join `flushes`).
+    async fn send(
+        &mut self,
+        pipe: redis::Pipeline,
+        mut count: usize,
+        queue: &mut mpsc::UnboundedReceiver<Outgoing>,
+        flushes: &mut Vec<tokio::sync::oneshot::Sender<()>>,
+    ) {
+        if self.conn.is_none() {
+            match self.client.get_multiplexed_async_connection().await {
+                Ok(c) => self.conn = Some(c),
                 Err(e) => {
-                    set_down(&shared, format!("redis unreachable: {e}"));
-                    // Drop what queued up meanwhile too: memory stays bounded by one
-                    // backoff's worth of traffic, and the resync repairs the loss.
-                    while queue.try_recv().is_ok() {
-                        count += 1;
+                    set_down(&self.shared, format!("redis unreachable: {e}"));
+                    // Memory stays bounded by one backoff's worth of traffic, and the
+                    // resync repairs the loss.
+                    while let Ok(out) = queue.try_recv() {
+                        match out {
+                            Outgoing::Frame(..) => count += 1,
+                            Outgoing::Flush(done) => flushes.push(done),
+                        }
                     }
                     metrics::counter!("tandem_cluster_dropped_total").increment(count as u64);
-                    lost = true;
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(BACKOFF.1);
-                    continue;
+                    self.lost = true;
+                    tokio::time::sleep(self.backoff).await;
+                    self.backoff = (self.backoff * 2).min(BACKOFF.1);
+                    return;
                 }
             }
         }
-        let c = conn.as_mut().expect("connected above");
+        let c = self.conn.as_mut().expect("connected above");
         match pipe.query_async::<()>(c).await {
             Ok(()) => {
-                backoff = BACKOFF.0;
+                self.backoff = BACKOFF.0;
                 metrics::counter!("tandem_cluster_published_total").increment(count as u64);
-                if std::mem::take(&mut lost) {
-                    let _ = ops.send(Op::Resync);
+                if std::mem::take(&mut self.lost) {
+                    let _ = self.ops.send(Op::Resync);
                 }
             }
             Err(e) => {
                 // Dropped; the subscriber's reconnect triggers the resync that repairs it.
-                set_down(&shared, format!("redis publish failed: {e}"));
+                set_down(&self.shared, format!("redis publish failed: {e}"));
                 metrics::counter!("tandem_cluster_dropped_total").increment(count as u64);
-                lost = true;
-                conn = None;
+                self.lost = true;
+                self.conn = None;
             }
         }
     }

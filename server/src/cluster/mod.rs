@@ -76,12 +76,21 @@ struct Shared {
     last_error: Mutex<Option<String>>,
 }
 
+/// What the publisher task is handed, in order.
+enum Outgoing {
+    /// A payload for a channel.
+    Frame(Vec<u8>, Bytes),
+    /// Answered once everything queued before it has been handed to Redis (or dropped
+    /// because Redis is down).
+    Flush(oneshot::Sender<()>),
+}
+
 /// This node's membership in the cluster (cheap to clone).
 #[derive(Clone)]
 pub struct Cluster {
     shared: Arc<Shared>,
     ops: mpsc::UnboundedSender<Op>,
-    publish: mpsc::UnboundedSender<(Vec<u8>, Bytes)>,
+    publish: mpsc::UnboundedSender<Outgoing>,
 }
 
 impl Cluster {
@@ -157,7 +166,17 @@ impl Cluster {
         let channel = channel(&self.shared.prefix, doc);
         let _ = self
             .publish
-            .send((channel, encode(self.shared.node, frame)));
+            .send(Outgoing::Frame(channel, encode(self.shared.node, frame)));
+    }
+
+    /// Resolves once everything published before the call has been sent to Redis, or
+    /// dropped because Redis is down: at shutdown, the last presence removals of this
+    /// node's clients must reach the other nodes before the process exits.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.publish.send(Outgoing::Flush(done)).is_ok() {
+            let _ = wait.await;
+        }
     }
 }
 

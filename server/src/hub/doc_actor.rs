@@ -931,11 +931,16 @@ impl DocActor {
         }
     }
 
-    /// Closes every connection with `close` (no awareness broadcast: nobody is left).
+    /// Closes every connection with `close`. Nobody is left here to hear their presence
+    /// removed, but the other nodes are: they hear it in one frame.
     fn close_all(&mut self, close: &Close) {
-        for (_, conn) in self.conns.drain() {
+        let now = self.now_ms();
+        let mut removed = Vec::new();
+        for (_, mut conn) in self.conns.drain() {
+            removed.extend(conn.session.release(&mut self.awareness, now));
             let _ = conn.outbox.close.send(close.clone());
         }
+        self.publish_presence(removed);
         for (_, reply, _) in self.waiting_posts.drain(..) {
             let _ = reply.send(Err(ApiError::Closing));
         }

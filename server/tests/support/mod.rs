@@ -63,6 +63,15 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// Asks the server to shut down gracefully (SIGTERM), as a process manager does.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed: {status:?}");
+    }
+
     /// Starts the server again on the same port, database and flags.
     pub fn restart(&mut self) {
         self.kill();
