@@ -255,6 +255,28 @@ async fn presence_of_a_node_shut_down_gracefully_leaves_the_others_at_once() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_deleted_on_one_node_is_gone_from_every_node() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (nodes, _db) = cluster(2, &[]).await;
+    let here = Client::connect(&nodes[0].url("doomed")).await;
+    let there = Client::connect(&nodes[1].url("doomed")).await;
+    here.insert(0, "before the delete");
+    there
+        .wait_text(|t| t == "before the delete", "the edit on the other node")
+        .await;
+    let (status, _) = nodes[0].request("DELETE", "/api/docs/doomed", b"");
+    assert_eq!(status, 204);
+    assert_eq!(here.wait_closed().await.0, 4410);
+    // The other node closes its clients for good too, and drops its copy.
+    assert_eq!(there.wait_closed().await.0, 4410);
+    // Neither node serves the old content again, from memory or from the store.
+    for node in &nodes {
+        let fresh = Client::connect(&node.url("doomed")).await;
+        assert_eq!(fresh.text(), "", "a deleted document came back on a node");
+    }
+}
+
 #[tokio::test]
 async fn cluster_mode_refuses_sqlite() {
     let dir = tempfile::tempdir().unwrap();

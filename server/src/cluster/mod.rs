@@ -23,7 +23,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-pub use wire::{decode, encode};
+pub use wire::{decode, encode, DELETED};
 
 /// How long a loading document waits for Redis to confirm its subscription before it
 /// loads anyway (Redis down: the document serves its local clients and catches up later).

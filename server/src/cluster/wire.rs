@@ -1,10 +1,15 @@
 //! What travels on a document channel: the publishing node's id (16 bytes), then one
 //! y-protocols frame exactly as the node relayed it to its own clients. Reusing the wire
 //! format means a receiving node handles it with the same protocol session code as a
-//! client's frame.
+//! client's frame. One frame is the cluster's own: [`DELETED`].
 
 use bytes::Bytes;
 use uuid::Uuid;
+
+/// "This document was deleted": the other nodes close their clients of it and drop their
+/// copies. Its outer message type (100) is none of y-protocols' (0–3), so it can never be
+/// a client's frame relayed.
+pub const DELETED: &[u8] = &[100];
 
 /// Prefixes `frame` with `node`.
 pub fn encode(node: Uuid, frame: &[u8]) -> Bytes {

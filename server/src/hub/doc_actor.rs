@@ -76,11 +76,13 @@ struct Acks {
     owed: Option<(u64, u64)>,
 }
 
-/// The commands that end a document's actor. [`DocActor::handle`] hands them back because
-/// ending needs the actor's mailbox: what is still in it gets refused.
+/// What ends a document's actor: two commands, and a delete on another node.
+/// [`DocActor::handle`] hands them back because ending needs the actor's mailbox: what is
+/// still in it gets refused.
 enum Ending {
     Shutdown(oneshot::Sender<()>),
     Delete(Reply<bool>),
+    DeletedElsewhere,
 }
 
 /// The whole document encoded once for joiners with an empty state.
@@ -323,7 +325,10 @@ impl DocActor {
                     self.close_doomed();
                 }
                 Some(remote) = relay::next(&mut self.membership) => {
-                    self.remote(remote);
+                    if let Some(ending) = self.remote(remote) {
+                        self.end(ending, Vec::new(), rx, &env).await;
+                        return;
+                    }
                     self.close_doomed();
                     if self.poisoned {
                         self.hand_over(rx, &env).await;
@@ -420,7 +425,8 @@ impl DocActor {
                 fail_all(&self.name, after, &mut rx, env, Close::going_away()).await;
                 let _ = done.send(());
             }
-            Ending::Delete(reply) => self.delete(reply, after, rx, env).await,
+            Ending::Delete(reply) => self.delete(Some(reply), after, rx, env).await,
+            Ending::DeletedElsewhere => self.delete(None, after, rx, env).await,
         }
     }
 
@@ -956,11 +962,14 @@ impl DocActor {
 
     /// Deletes the document: every client is closed for good (4410), the store forgets it
     /// once the writes queued before are done, and the actor leaves the registry so the
-    /// next client starts a new, empty document. `after`: commands that reached it behind
+    /// next client starts a new, empty document. `reply`: where the caller of a delete
+    /// asked here waits; the other nodes are then told to do the same. `None`: the delete
+    /// was asked on another node, and this one deletes what it wrote meanwhile, which would
+    /// otherwise bring back part of the document. `after`: commands that reached it behind
     /// the delete while the document loaded, refused like those still in the mailbox.
     async fn delete(
         mut self,
-        reply: Reply<bool>,
+        reply: Option<Reply<bool>>,
         after: Vec<Command>,
         mut rx: mpsc::Receiver<Command>,
         env: &Env,
@@ -969,12 +978,24 @@ impl DocActor {
         let had_content = self.durability.last_seq() > 0;
         let result = self.durability.writer().delete(&self.name).await;
         env.registry.remove(&self.name, &env.users);
-        info!(doc = %self.name, "document deleted");
-        let _ = reply.send(
-            result
-                .map(|stored| stored || had_content)
-                .map_err(|e| ApiError::Unavailable(e.to_string())),
-        );
+        match reply {
+            Some(reply) => {
+                info!(doc = %self.name, "document deleted");
+                if result.is_ok() {
+                    self.publish(&[crate::cluster::DELETED.to_vec()]);
+                }
+                let _ = reply.send(
+                    result
+                        .map(|stored| stored || had_content)
+                        .map_err(|e| ApiError::Unavailable(e.to_string())),
+                );
+            }
+            None => {
+                if let Err(e) = result {
+                    warn!(doc = %self.name, error = %e, "could not delete what this node stored of a document deleted on another node");
+                }
+            }
+        }
         fail_all(&self.name, after, &mut rx, env, Close::deleted()).await;
     }
 

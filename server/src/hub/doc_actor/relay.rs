@@ -5,12 +5,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use tandem_engine::protocol::codec;
 use tandem_engine::{DocError, Message, SessionError, SyncMessage};
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
+use uuid::Uuid;
 
-use super::DocActor;
-use crate::cluster::{Membership, Remote};
+use super::{DocActor, Ending};
+use crate::cluster::{Membership, Remote, DELETED};
 
 /// The next message from the other nodes, or never (single node).
 pub(super) async fn next(membership: &mut Option<Membership>) -> Option<Remote> {
@@ -55,12 +57,25 @@ impl DocActor {
         self.publish(&frames);
     }
 
-    /// Applies what another node published.
-    pub(super) fn remote(&mut self, remote: Remote) {
+    /// Applies what another node published; hands back the end of this actor when the
+    /// document was deleted there.
+    pub(super) fn remote(&mut self, remote: Remote) -> Option<Ending> {
         let (node, frame) = match remote {
-            Remote::Reconnected => return self.resync_cluster(),
+            Remote::Reconnected => {
+                self.resync_cluster();
+                return None;
+            }
             Remote::Frame { node, frame } => (node, frame),
         };
+        if frame[..] == *DELETED {
+            info!(doc = %self.name, %node, "document deleted on another node");
+            return Some(Ending::DeletedElsewhere);
+        }
+        self.apply_remote(node, frame);
+        None
+    }
+
+    fn apply_remote(&mut self, node: Uuid, frame: Bytes) {
         let message = match Message::decode(&frame) {
             Ok(m) => m,
             Err(e) => {
