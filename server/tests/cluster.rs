@@ -209,15 +209,21 @@ async fn a_redis_restart_mid_edit_ends_converged() {
     }
 }
 
+/// A client of node 0 with a cursor, seen by a watcher on node 1: (watcher, client, its id).
+async fn cursor_seen_on_node_1(nodes: &[Server]) -> (Client, Client, u64) {
+    let watcher = Client::connect(&nodes[1].url("doc")).await;
+    let client = Client::connect(&nodes[0].url("doc")).await;
+    client.set_presence(r#"{"user":{"name":"on node 0"}}"#);
+    let id = client.client_id();
+    watcher.wait_presence(id, true).await;
+    (watcher, client, id)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_of_a_dead_node_expires_on_the_others() {
     let _one = ONE_AT_A_TIME.lock().await;
     let (mut nodes, _db) = cluster(2, &[]).await;
-    let watcher = Client::connect(&nodes[1].url("doc")).await;
-    let ghost = Client::connect(&nodes[0].url("doc")).await;
-    ghost.set_presence(r#"{"user":{"name":"ghost"}}"#);
-    let id = ghost.client_id();
-    watcher.wait_presence(id, true).await;
+    let (watcher, _ghost, id) = cursor_seen_on_node_1(&nodes).await;
     nodes[0].kill();
     // no removal message was ever sent: the state times out (30 s without renewal)
     let started = Instant::now();
@@ -236,11 +242,7 @@ async fn presence_of_a_dead_node_expires_on_the_others() {
 async fn presence_of_a_node_shut_down_gracefully_leaves_the_others_at_once() {
     let _one = ONE_AT_A_TIME.lock().await;
     let (nodes, _db) = cluster(2, &[]).await;
-    let watcher = Client::connect(&nodes[1].url("doc")).await;
-    let leaving = Client::connect(&nodes[0].url("doc")).await;
-    leaving.set_presence(r#"{"user":{"name":"leaving"}}"#);
-    let id = leaving.client_id();
-    watcher.wait_presence(id, true).await;
+    let (watcher, leaving, id) = cursor_seen_on_node_1(&nodes).await;
     nodes[0].terminate();
     assert_eq!(leaving.wait_closed().await.0, 1001);
     // The node published the removal before exiting: no 30 s expiry to wait for.

@@ -981,8 +981,8 @@ impl DocActor {
         match reply {
             Some(reply) => {
                 info!(doc = %self.name, "document deleted");
-                if result.is_ok() {
-                    self.publish(&[crate::cluster::DELETED.to_vec()]);
+                if let (Ok(_), Some(cluster)) = (&result, &self.cluster) {
+                    cluster.publish(&self.name, crate::cluster::DELETED);
                 }
                 let _ = reply.send(
                     result
