@@ -174,6 +174,14 @@ pub struct Config {
     #[arg(long, env = "TANDEM_OUTBOX_FRAMES", default_value_t = 1024)]
     pub outbox_frames: usize,
 
+    /// Recipients of one broadcast whose frame the document writes to their sockets itself,
+    /// when nothing is queued for them, instead of waking their connections' writer tasks:
+    /// a task wake-up saved per frame. The rest of a larger audience is written by the
+    /// writer tasks, in parallel on the other worker threads. 0: every frame goes through
+    /// the writer tasks.
+    #[arg(long, env = "TANDEM_DIRECT_WRITES", default_value_t = 64)]
+    pub direct_writes: usize,
+
     /// Milliseconds a document stays in memory after its last client left (and only once its
     /// state is persisted: content is never dropped from memory unsaved). At most 86400000
     /// (a day).

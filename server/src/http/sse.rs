@@ -115,6 +115,7 @@ fn events(
         outbox: Outbox {
             frames,
             close: close_tx,
+            wire: None,
         },
         since,
         reply,
@@ -160,10 +161,7 @@ fn events(
         }
         events.push(event(reached, "state-vector", &start.state_vector));
         if let Some(frame) = start.awareness {
-            events.extend(event_of(&Out {
-                seq: reached,
-                frame,
-            }));
+            events.extend(event_of(&Out::new(reached, frame)));
         }
         events
     });

@@ -10,6 +10,7 @@ use serde::Serialize;
 use tandem_engine::Access;
 use tokio::sync::oneshot;
 
+use crate::hub::wire::Wire;
 use crate::hub::{Close, ConnId};
 
 /// Where an actor answers an API request.
@@ -122,6 +123,21 @@ pub struct Out {
     pub seq: u64,
     /// The encoded frame, shared by every recipient.
     pub frame: Bytes,
+    /// Bytes of the frame's WebSocket encoding (header included) that the document already
+    /// wrote to the socket itself: the socket took only part of it, and the writer task
+    /// sends the rest before anything else (see [`crate::hub::wire`]).
+    pub sent: usize,
+}
+
+impl Out {
+    /// A frame nothing of which is sent yet.
+    pub fn new(seq: u64, frame: Bytes) -> Self {
+        Self {
+            seq,
+            frame,
+            sent: 0,
+        }
+    }
 }
 
 /// The document's side of one connection: a bounded frame queue and a close signal.
@@ -133,6 +149,21 @@ pub struct Outbox {
     pub frames: flume::Sender<Out>,
     /// Fired (once) to make the connection close with a code and reason.
     pub close: oneshot::Sender<Close>,
+    /// A WebSocket's socket, which the document writes to itself while nothing is queued
+    /// (none for SSE subscribers, whose frames are always queued).
+    pub wire: Option<Arc<Wire>>,
+}
+
+impl Outbox {
+    /// Sends `out` to the connection: with `direct`, straight to its socket when nothing is
+    /// queued ahead of it; otherwise, or for what the socket did not take, through the queue.
+    /// Fails as the queue does: full (the client is too slow) or disconnected.
+    pub fn push(&self, out: Out, direct: bool) -> Result<(), flume::TrySendError<Out>> {
+        match &self.wire {
+            Some(wire) => wire.send(out, &self.frames, direct),
+            None => self.frames.try_send(out),
+        }
+    }
 }
 
 /// What `GET /api/docs/{doc}` shows of a loaded document.

@@ -1,6 +1,8 @@
 //! Two tasks per WebSocket: a reader hands frames from the socket to the document actor; a
-//! writer sends the actor's bounded outbox to the socket and pings to detect dead peers.
-//! Neither blocks the actor: the actor only ever `try_send`s into the outbox.
+//! writer sends what the actor queued in the bounded outbox and pings to detect dead peers.
+//! Neither blocks the actor: it writes a frame to the socket itself only while nothing is
+//! queued and the socket takes it at once ([`crate::hub::wire`]), and otherwise only ever
+//! `try_send`s into the outbox.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,9 +23,6 @@ use crate::hub::registry::{DocHandle, Lease};
 use crate::hub::socket::{FrameWriter, Socket, WsReader};
 use crate::hub::{Close, ConnId};
 use crate::limits::MessageRate;
-
-/// Frames written per flush when the outbox has a backlog.
-const WRITE_BATCH: usize = 64;
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
@@ -127,6 +126,7 @@ pub async fn run(
     let outbox = Outbox {
         frames: frames_tx,
         close: close_tx,
+        wire: Some(socket.writer.wire().clone()),
     };
     if doc
         .send(Command::Join {
@@ -176,9 +176,17 @@ pub async fn run(
             closing
         }
     };
-    // Whatever tungstenite answered last (a reply to the client's own close) goes first;
-    // then the client has a second to read it all and close its side.
+    // The document writes nothing more from here on. Whatever tungstenite answered last (a
+    // reply to the client's own close) goes first, after the rest of a frame the document
+    // wrote in part if there is one; then the client has a second to read it all and close
+    // its side.
+    sink.wire().take_turn();
     let last = async {
+        if let Ok(out) = frames.try_recv() {
+            if out.sent > 0 {
+                sink.send_rest(&out).await?;
+            }
+        }
         sink.send_control().await?;
         if let Some(close) = &closing {
             sink.close(close).await?;
@@ -221,8 +229,10 @@ async fn write(
                 let Ok(frame) = frame else { return None };
                 // A peer that stops reading must not pin this task in a blocked write (its
                 // TCP window can stay shut for ever): bound every batch by two ping intervals.
-                match tokio::time::timeout(write_timeout, write_batch(sink, frame, frames)).await {
-                    Ok(Ok(())) => {}
+                match tokio::time::timeout(write_timeout, sink.send_queued(frame, frames)).await {
+                    Ok(Ok(())) => {
+                        sink.wire().end_turn(frames);
+                    }
                     Ok(Err(_)) => return None,
                     Err(_) => {
                         debug!(doc = %doc.name(), %peer, "write stalled; dropping the connection");
@@ -236,17 +246,28 @@ async fn write(
                     debug!(doc = %doc.name(), %peer, "no pong for two intervals; dropping");
                     return None;
                 }
-                if !matches!(tokio::time::timeout(write_timeout, sink.ping()).await, Ok(Ok(()))) {
+                sink.wire().take_turn();
+                let ping = async {
+                    sink.send_all_queued(frames).await?;
+                    sink.ping().await
+                };
+                if !matches!(tokio::time::timeout(write_timeout, ping).await, Ok(Ok(()))) {
                     return None;
                 }
+                sink.wire().end_turn(frames);
             }
             // Only polled while the outbox is empty: pongs and a close reply are rare, and
             // wait until the queued frames are out.
             _ = sink.control().ready() => {
-                let control = sink.send_control();
+                sink.wire().take_turn();
+                let control = async {
+                    sink.send_all_queued(frames).await?;
+                    sink.send_control().await
+                };
                 if !matches!(tokio::time::timeout(write_timeout, control).await, Ok(Ok(()))) {
                     return None;
                 }
+                sink.wire().end_turn(frames);
             }
         }
     }
@@ -336,27 +357,6 @@ fn read(mut stream: WsReader, r: Reader) -> impl Future<Output = Option<Close>> 
         let _ = r.doc.send(leave).await;
         closing
     }
-}
-
-/// Writes `first` and whatever else is queued (up to [`WRITE_BATCH`] frames) in one
-/// vectored write: one syscall for a burst.
-async fn write_batch(
-    sink: &mut FrameWriter,
-    first: Out,
-    frames: &flume::Receiver<Out>,
-) -> std::io::Result<()> {
-    if frames.is_empty() {
-        return sink.send(std::slice::from_ref(&first.frame)).await;
-    }
-    let mut batch = Vec::with_capacity(WRITE_BATCH.min(frames.len() + 1));
-    batch.push(first.frame);
-    while batch.len() < WRITE_BATCH {
-        match frames.try_recv() {
-            Ok(out) => batch.push(out.frame),
-            Err(_) => break,
-        }
-    }
-    sink.send(&batch).await
 }
 
 /// Resolves when the token's timer fires, or never.

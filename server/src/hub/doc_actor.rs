@@ -883,21 +883,24 @@ impl DocActor {
         self.send_seq(id, self.durability.last_seq(), frame);
     }
 
-    /// Queues `frame` for one connection, labelled with sequence number `seq`.
+    /// Sends `frame` to one connection (straight to its socket when nothing is queued for
+    /// it), labelled with sequence number `seq`.
     fn send_seq(&mut self, id: ConnId, seq: u64, frame: Bytes) {
         let Some(conn) = self.conns.get(&id) else {
             return;
         };
         metrics::counter!("tandem_messages_out_total").increment(1);
         metrics::counter!("tandem_bytes_out_total").increment(frame.len() as u64);
-        let out = Out { seq, frame };
-        if let Err(e) = conn.outbox.frames.try_send(out) {
+        let direct = self.config.direct_writes > 0;
+        if let Err(e) = conn.outbox.push(Out::new(seq, frame), direct) {
             self.doomed.push((id, overflow_close(e)));
         }
     }
 
-    /// Queues `frame` for every connection and wakes the long-polls: every broadcast is a
-    /// change of the document or of the presence.
+    /// Sends `frame` to every connection and wakes the long-polls: every broadcast is a
+    /// change of the document or of the presence. Up to `--direct-writes` recipients get
+    /// it written to their sockets here; the rest are queued for their writer tasks, which
+    /// the other worker threads run meanwhile.
     fn broadcast(&mut self, frame: Bytes) {
         let n = self.conns.len() as u64;
         metrics::counter!("tandem_messages_out_total").increment(n);
@@ -906,12 +909,13 @@ impl DocActor {
             self.awareness_version += 1;
         }
         let seq = self.durability.last_seq();
-        for (id, conn) in &self.conns {
-            let out = Out {
-                seq,
-                frame: frame.clone(),
-            };
-            if let Err(e) = conn.outbox.frames.try_send(out) {
+        // The writer tasks first, so that another worker thread writes their share while
+        // this one writes the rest itself.
+        let direct = self.config.direct_writes;
+        let queued = self.conns.iter().skip(direct).map(|c| (c, false));
+        let written = self.conns.iter().take(direct).map(|c| (c, true));
+        for ((id, conn), direct) in queued.chain(written) {
+            if let Err(e) = conn.outbox.push(Out::new(seq, frame.clone()), direct) {
                 self.doomed.push((*id, overflow_close(e)));
             }
         }

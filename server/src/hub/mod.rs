@@ -10,6 +10,7 @@ pub mod durability;
 pub mod recent;
 pub mod registry;
 pub mod socket;
+pub mod wire;
 
 pub use close::Close;
 pub use registry::{DocHandle, Registry};
