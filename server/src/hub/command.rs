@@ -155,13 +155,20 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// Sends `out` to the connection: with `direct`, straight to its socket when nothing is
-    /// queued ahead of it; otherwise, or for what the socket did not take, through the queue.
-    /// Fails as the queue does: full (the client is too slow) or disconnected.
-    pub fn push(&self, out: Out, direct: bool) -> Result<(), flume::TrySendError<Out>> {
+    /// Sends `frame` (sequence number `seq`) to the connection: with `direct`, straight to its
+    /// socket when nothing is queued ahead of it; otherwise, or for what the socket did not
+    /// take, through the queue. Borrowed, so that a frame written at once costs the broadcast
+    /// no reference count. Fails as the queue does: full (the client is too slow) or
+    /// disconnected.
+    pub fn push(
+        &self,
+        seq: u64,
+        frame: &Bytes,
+        direct: bool,
+    ) -> Result<(), flume::TrySendError<Out>> {
         match &self.wire {
-            Some(wire) => wire.send(out, &self.frames, direct),
-            None => self.frames.try_send(out),
+            Some(wire) => wire.send(seq, frame, &self.frames, direct),
+            None => self.frames.try_send(Out::new(seq, frame.clone())),
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::auth::{Auth, AuthError, Grant, Mode, TokenError};
 use crate::config::Config;
 use crate::hub::command::{Command, Out, Outbox};
 use crate::hub::registry::{DocHandle, Lease};
-use crate::hub::socket::{FrameWriter, Socket, WsReader};
+use crate::hub::socket::{FrameWriter, Own, Socket, WsReader};
 use crate::hub::{Close, ConnId};
 use crate::limits::MessageRate;
 
@@ -246,28 +246,18 @@ async fn write(
                     debug!(doc = %doc.name(), %peer, "no pong for two intervals; dropping");
                     return None;
                 }
-                sink.wire().take_turn();
-                let ping = async {
-                    sink.send_all_queued(frames).await?;
-                    sink.ping().await
-                };
+                let ping = sink.send_own(Own::Ping, frames);
                 if !matches!(tokio::time::timeout(write_timeout, ping).await, Ok(Ok(()))) {
                     return None;
                 }
-                sink.wire().end_turn(frames);
             }
             // Only polled while the outbox is empty: pongs and a close reply are rare, and
             // wait until the queued frames are out.
             _ = sink.control().ready() => {
-                sink.wire().take_turn();
-                let control = async {
-                    sink.send_all_queued(frames).await?;
-                    sink.send_control().await
-                };
+                let control = sink.send_own(Own::Control, frames);
                 if !matches!(tokio::time::timeout(write_timeout, control).await, Ok(Ok(()))) {
                     return None;
                 }
-                sink.wire().end_turn(frames);
             }
         }
     }

@@ -892,7 +892,7 @@ impl DocActor {
         metrics::counter!("tandem_messages_out_total").increment(1);
         metrics::counter!("tandem_bytes_out_total").increment(frame.len() as u64);
         let direct = self.config.direct_writes > 0;
-        if let Err(e) = conn.outbox.push(Out::new(seq, frame), direct) {
+        if let Err(e) = conn.outbox.push(seq, &frame, direct) {
             self.doomed.push((id, overflow_close(e)));
         }
     }
@@ -915,7 +915,7 @@ impl DocActor {
         let queued = self.conns.iter().skip(direct).map(|c| (c, false));
         let written = self.conns.iter().take(direct).map(|c| (c, true));
         for ((id, conn), direct) in queued.chain(written) {
-            if let Err(e) = conn.outbox.push(Out::new(seq, frame.clone()), direct) {
+            if let Err(e) = conn.outbox.push(seq, &frame, direct) {
                 self.doomed.push((*id, overflow_close(e)));
             }
         }

@@ -191,6 +191,14 @@ impl AsyncWrite for ReadSide {
     }
 }
 
+/// What the connection's writer task sends of its own, between the document's frames.
+pub enum Own {
+    /// A ping, to find out whether the peer is still there.
+    Ping,
+    /// What the reader has queued: pongs, a close reply.
+    Control,
+}
+
 /// The socket's write half as the connection's writer task uses it. The document writes to
 /// the same socket while nothing is queued ([`Wire`]); the writer's own writes wait for the
 /// socket's readiness instead of holding it in a borrowed future.
@@ -236,12 +244,19 @@ impl FrameWriter {
         self.send(&batch).await
     }
 
-    /// Writes everything queued, so that the writer's own frames (a ping, pongs, the close)
-    /// never land inside a frame the document wrote in part.
-    pub async fn send_all_queued(&mut self, frames: &flume::Receiver<Out>) -> io::Result<()> {
+    /// Sends the writer's own frames, `own`, in the writer's turn: the document queues
+    /// meanwhile, and what is queued goes first, so that they never land inside a frame the
+    /// document wrote in part. Hands the socket back to the document once sent.
+    pub async fn send_own(&mut self, own: Own, frames: &flume::Receiver<Out>) -> io::Result<()> {
+        self.wire.take_turn();
         while let Ok(out) = frames.try_recv() {
             self.send_queued(out, frames).await?;
         }
+        match own {
+            Own::Ping => self.ping().await?,
+            Own::Control => self.send_control().await?,
+        }
+        self.wire.end_turn(frames);
         Ok(())
     }
 
@@ -473,7 +488,7 @@ mod tests {
         let (tx, rx) = flume::bounded::<Out>(1024);
         let frame = |i: usize| Bytes::from(vec![i as u8; 1 + (i * 7919) % 200_000]);
         for i in 0..200 {
-            wire.send(Out::new(0, frame(i)), &tx, true).unwrap();
+            wire.send(0, &frame(i), &tx, true).unwrap();
         }
         let queued = rx.len();
         assert!(queued > 0 && queued < 200, "{queued} of 200 queued");
@@ -485,7 +500,7 @@ mod tests {
         });
         let send = async {
             for i in 200..400 {
-                wire.send(Out::new(0, frame(i)), &tx, true).unwrap();
+                wire.send(0, &frame(i), &tx, true).unwrap();
                 if i % 10 == 0 {
                     tokio::time::sleep(std::time::Duration::from_millis(1)).await;
                 }

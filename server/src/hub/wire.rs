@@ -21,6 +21,7 @@
 use std::io::{self, IoSlice};
 use std::sync::{Mutex, MutexGuard};
 
+use bytes::Bytes;
 use tokio::net::tcp::OwnedWriteHalf;
 
 use crate::hub::command::Out;
@@ -48,28 +49,34 @@ impl Wire {
         &self.half
     }
 
-    /// The actor's side: with `direct`, writes `out` to the socket at once if nothing is
+    /// The actor's side: with `direct`, writes `frame` to the socket at once if nothing is
     /// queued ahead of it, and queues only what the socket did not take; otherwise queues it
-    /// for the writer task. Fails only as `queue` does (full: the client is too slow;
-    /// disconnected: the writer is gone).
+    /// (labelled `seq`) for the writer task. Fails only as `queue` does (full: the client is
+    /// too slow; disconnected: the writer is gone).
     pub fn send(
         &self,
-        mut out: Out,
+        seq: u64,
+        frame: &Bytes,
         queue: &flume::Sender<Out>,
         direct: bool,
     ) -> Result<(), flume::TrySendError<Out>> {
         let mut writers_turn = self.lock();
+        let mut sent = 0;
         if direct && !*writers_turn {
             // A failed write (the peer reset the connection) queues the frame: the writer
             // meets the same error and ends the connection.
-            if let Ok((sent, whole)) = try_write_frame(&self.half, &out.frame) {
-                if sent == whole {
+            if let Ok((taken, whole)) = try_write_frame(&self.half, frame) {
+                if taken == whole {
                     return Ok(());
                 }
-                out.sent = sent;
+                sent = taken;
             }
         }
-        queue.try_send(out)?;
+        queue.try_send(Out {
+            seq,
+            frame: frame.clone(),
+            sent,
+        })?;
         *writers_turn = true;
         Ok(())
     }
