@@ -125,6 +125,7 @@ fn cold_load(c: &mut Criterion) {
             })
             .collect(),
         foreign: Vec::new(),
+        row: None,
     };
     group.bench_function("memory/log", |b| {
         b.iter_batched(
@@ -139,6 +140,7 @@ fn cold_load(c: &mut Criterion) {
                 snapshot: Some(snapshot.clone()),
                 log: Vec::new(),
                 foreign: Vec::new(),
+                row: None,
             };
             doc_load::build(&name, stored).unwrap()
         })
@@ -153,6 +155,7 @@ fn cold_load(c: &mut Criterion) {
                     name: name.clone(),
                     appends: appends(chunk, 1 + 20_000 * i as u64),
                     snapshot: None,
+                    row: None,
                 };
                 store.commit(&[w]).await.unwrap();
             }
@@ -169,6 +172,7 @@ fn cold_load(c: &mut Criterion) {
             name: name.clone(),
             appends: Vec::new(),
             snapshot: Some(snapshot.clone()),
+            row: None,
         };
         rt.block_on(store.commit(&[compact])).unwrap();
         let loaded = load(&store);
@@ -246,7 +250,7 @@ fn writer(c: &mut Criterion) {
 async fn persist(writer: &Writer, updates: &[Bytes], docs: usize, round: u64) -> Duration {
     let progress: Vec<_> = (0..docs)
         .map(|d| {
-            let (tx, rx) = watch::channel(0u64);
+            let (tx, rx) = watch::channel(store::writer::Stored::default());
             (Arc::<str>::from(format!("r{round}-d{d}")), Arc::new(tx), rx)
         })
         .collect();
@@ -266,7 +270,7 @@ async fn persist(writer: &Writer, updates: &[Bytes], docs: usize, round: u64) ->
     }
     for (d, (_, _, rx)) in progress.into_iter().enumerate() {
         let mut rx = rx;
-        rx.wait_for(|seq| *seq >= last[d]).await.unwrap();
+        rx.wait_for(|stored| stored.seq >= last[d]).await.unwrap();
     }
     started.elapsed()
 }

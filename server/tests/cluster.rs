@@ -279,6 +279,69 @@ async fn a_document_deleted_on_one_node_is_gone_from_every_node() {
     }
 }
 
+/// A delete whose notice a node misses (Redis down) must not let that node store part of
+/// the document again: the store refuses its next write, and it closes its clients for
+/// good as if the notice had come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_missed_a_delete_does_not_bring_the_document_back() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (nodes, db) = cluster(2, &[]).await;
+    let here = Client::connect(&nodes[0].url("missed")).await;
+    let there = Client::connect(&nodes[1].url("missed")).await;
+    here.insert(0, "before the delete");
+    there
+        .wait_text(|t| t == "before the delete", "the edit on the other node")
+        .await;
+    // Each node stores what it applies: once both have, both write to the same row.
+    let mut pg = {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&db.url).await.unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let writers: i64 = sqlx::query_scalar(
+            "SELECT count(DISTINCT node) FROM updates u JOIN documents d ON d.id = u.doc_id
+             WHERE d.name = 'missed'",
+        )
+        .fetch_one(&mut pg)
+        .await
+        .unwrap();
+        if writers == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "both nodes never stored the edit"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _redis = RedisGuard;
+    stop_redis();
+    let (status, _) = nodes[0].request("DELETE", "/api/docs/missed", b"");
+    assert_eq!(status, 204);
+    assert_eq!(here.wait_closed().await.0, 4410);
+    // The other node never heard of the delete, and its client types on.
+    there.insert(0, "after it: ");
+    assert_eq!(there.wait_closed().await.0, 4410);
+    start_redis();
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM documents WHERE name = 'missed'")
+        .fetch_one(&mut pg)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "part of the document was stored again");
+    // Neither node serves the old content again: once both have let go of the document (a
+    // client joining while a node closes it is refused with 4410 like those before it), a
+    // new client on either gets an empty one.
+    for node in &nodes {
+        let loaded = || node.json("GET", "/readyz", b"").1["documents_loaded"].as_u64();
+        eventually("the node let go of the document", || loaded() == Some(0)).await;
+    }
+    for node in &nodes {
+        let fresh = Client::connect(&node.url("missed")).await;
+        assert_eq!(fresh.text(), "", "a deleted document came back on a node");
+    }
+}
+
 #[tokio::test]
 async fn cluster_mode_refuses_sqlite() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use support::each_backend;
 use tandem_engine::Document;
 use tandem_server::hub::doc_load;
-use tandem_server::store::{self, Append, DocWrite, Snapshot, Store};
+use tandem_server::store::{self, Append, DocWrite, Snapshot, Store, StoreError};
 
 /// `n` single-character edits of one document as v1 updates, and the final text.
 fn edits(n: usize) -> (Vec<Bytes>, String) {
@@ -46,6 +46,7 @@ fn write(name: &str, appends: Vec<Append>, snapshot: Option<Snapshot>) -> DocWri
         name: Arc::from(name),
         appends,
         snapshot,
+        row: None,
     }
 }
 
@@ -173,11 +174,81 @@ async fn a_retried_commit_is_harmless_and_delete_forgets_everything() {
         // The outcome of a COMMIT can be unknown (connection lost): the writer retries.
         store.commit(&batch).await.unwrap();
         assert_eq!(loaded_text(&*store, "r").await, (text, 10, 10), "{backend}");
-        assert!(store.delete("r").await.unwrap());
-        assert!(!store.delete("r").await.unwrap());
+        assert!(store.delete("r", None).await.unwrap());
+        assert!(!store.delete("r", None).await.unwrap());
         assert!(store.load("r").await.unwrap().is_none(), "{backend}");
         assert!(store.meta("r").await.unwrap().is_none());
         assert!(store.list().await.unwrap().is_empty());
+    }
+}
+
+/// A node that missed a delete (cluster mode, Redis down) must not store part of the
+/// document again: its writes name the row they continue, and the store refuses them.
+#[tokio::test]
+async fn writes_continuing_a_deleted_document_are_refused_and_store_nothing() {
+    for (backend, url, _keep) in each_backend().await {
+        let store = store::open(&url, None).await.unwrap();
+        store.migrate().await.unwrap();
+        let (updates, _) = edits(30);
+        let continuing = |appends: Vec<Append>, row| DocWrite {
+            row: Some(row),
+            ..write("f", appends, None)
+        };
+        // The first commit makes the row and says which; a load finds the same.
+        let row = store
+            .commit(&[write("f", appends(&updates[..10], 1), None)])
+            .await
+            .unwrap()[0];
+        let loaded = store.load("f").await.unwrap().unwrap();
+        assert_eq!(loaded.row, Some(row), "{backend}");
+        let rows = store
+            .commit(&[continuing(appends(&updates[10..20], 11), row)])
+            .await
+            .unwrap();
+        assert_eq!(rows, vec![row], "{backend}");
+
+        // Deleted behind the writer: the whole commit is refused before anything is
+        // written, the other document's part included, and names the deleted one.
+        assert!(store.delete("f", None).await.unwrap());
+        let late = continuing(appends(&updates[20..], 21), row);
+        match store
+            .commit(&[write("g", appends(&updates[..5], 1), None), late.clone()])
+            .await
+        {
+            Err(StoreError::Deleted { docs }) => assert_eq!(docs, vec![Arc::from("f")]),
+            other => panic!("{backend}: a write to a deleted document gave {other:?}"),
+        }
+        assert!(
+            store.load("f").await.unwrap().is_none(),
+            "{backend}: brought back"
+        );
+        assert!(
+            store.load("g").await.unwrap().is_none(),
+            "{backend}: half a commit"
+        );
+
+        // A new document of the same name: the stale write is still refused, and deleting
+        // the old row (what the stale node does next) leaves the new document alone.
+        let fresh = store
+            .commit(&[write("f", appends(&updates[..3], 1), None)])
+            .await
+            .unwrap()[0];
+        assert_ne!(fresh, row);
+        assert!(matches!(
+            store.commit(&[late]).await,
+            Err(StoreError::Deleted { .. })
+        ));
+        assert!(!store.delete("f", Some(row)).await.unwrap(), "{backend}");
+        let expected = Document::new("expected");
+        for u in &updates[..3] {
+            expected.apply_update_v1(u).unwrap();
+        }
+        assert_eq!(
+            loaded_text(&*store, "f").await,
+            (expected.text_string("content"), 3, 3),
+            "{backend}"
+        );
+        assert!(store.delete("f", Some(fresh)).await.unwrap(), "{backend}");
     }
 }
 

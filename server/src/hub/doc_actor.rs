@@ -247,7 +247,7 @@ async fn fail_all(
                 let _ = reply.send(Err(unavailable()));
             }
             Command::Delete { reply } => {
-                let result = env.writer.delete(name).await;
+                let result = env.writer.delete(name, None).await;
                 let _ = reply.send(result.map_err(|e| ApiError::Unavailable(e.to_string())));
             }
             Command::Shutdown { done } => {
@@ -321,6 +321,11 @@ impl DocActor {
                     }
                 }
                 _ = self.durability.changed() => {
+                    if self.durability.is_deleted() {
+                        warn!(doc = %self.name, "document deleted from the store under this node; closing its clients");
+                        self.end(Ending::DeletedElsewhere, Vec::new(), rx, &env).await;
+                        return;
+                    }
                     self.on_saved();
                     self.close_doomed();
                 }
@@ -968,8 +973,10 @@ impl DocActor {
     /// once the writes queued before are done, and the actor leaves the registry so the
     /// next client starts a new, empty document. `reply`: where the caller of a delete
     /// asked here waits; the other nodes are then told to do the same. `None`: the delete
-    /// was asked on another node, and this one deletes what it wrote meanwhile, which would
-    /// otherwise bring back part of the document. `after`: commands that reached it behind
+    /// was asked on another node (its notice arrived, or the store refused this node's
+    /// writes because the document is gone), and this one deletes what it wrote meanwhile,
+    /// which would otherwise bring back part of the document: only the row its own writes
+    /// went to, never a newer document of the same name. `after`: commands that reached it behind
     /// the delete while the document loaded, refused like those still in the mailbox.
     async fn delete(
         mut self,
@@ -980,7 +987,12 @@ impl DocActor {
     ) {
         self.close_all(&Close::deleted());
         let had_content = self.durability.last_seq() > 0;
-        let result = self.durability.writer().delete(&self.name).await;
+        let result = match reply {
+            Some(_) => self.durability.writer().delete(&self.name, None).await,
+            // The store refused this node's writes: none of them is stored.
+            None if self.durability.is_deleted() => Ok(false),
+            None => self.durability.delete_own().await,
+        };
         env.registry.remove(&self.name, &env.users);
         match reply {
             Some(reply) => {

@@ -28,6 +28,8 @@ pub struct Loaded {
     /// Cluster mode: other nodes' log rows now in memory (node, up to seq), which the next
     /// snapshot may fold away.
     pub foreign: Vec<(String, u64)>,
+    /// The `documents` row loaded, which the document's writes continue.
+    pub row: Option<uuid::Uuid>,
 }
 
 /// Why a document could not be loaded.
@@ -111,6 +113,7 @@ pub fn build(name: &Arc<str>, mut stored: StoredDoc) -> Result<Loaded, LoadError
         stored_bytes,
         recent: stored.log.into_iter().map(|e| (e.seq, e.update)).collect(),
         foreign,
+        row: stored.row,
     })
 }
 
@@ -143,6 +146,7 @@ mod tests {
             }),
             log: vec![entry(5, update.unwrap())],
             foreign: Vec::new(),
+            row: None,
         };
         let loaded = build(&Arc::from("d"), stored).unwrap();
         assert_eq!(loaded.doc.text_string("content"), "hello world");
@@ -159,6 +163,7 @@ mod tests {
             snapshot: None,
             log: vec![entry(1, good.unwrap()), entry(2, vec![0xff, 0xff, 0xff])],
             foreign: Vec::new(),
+            row: None,
         };
         let err = build(&Arc::from("d"), stored).err().expect("corrupt");
         assert!(

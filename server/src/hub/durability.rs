@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::hub::doc_load::Loaded;
-use crate::store::writer::Progress;
+use crate::store::writer::{Progress, Stored};
 use crate::store::{Append, Snapshot, Writer};
 
 /// Sequence numbers and compaction state of one document.
@@ -18,7 +18,7 @@ pub struct Durability {
     name: Arc<str>,
     writer: Writer,
     progress: Progress,
-    saved: watch::Receiver<u64>,
+    saved: watch::Receiver<Stored>,
     last_seq: u64,
     log_updates: usize,
     log_bytes: usize,
@@ -31,7 +31,11 @@ pub struct Durability {
 impl Durability {
     /// Continues the log of a freshly loaded document.
     pub fn new(name: Arc<str>, writer: Writer, loaded: &Loaded, config: &Config) -> Self {
-        let (progress, saved) = watch::channel(loaded.last_seq);
+        let (progress, saved) = watch::channel(Stored {
+            seq: loaded.last_seq,
+            row: loaded.row,
+            deleted: false,
+        });
         Self {
             name,
             writer,
@@ -53,7 +57,13 @@ impl Durability {
 
     /// Sequence number up to which everything is durable.
     pub fn saved_seq(&self) -> u64 {
-        *self.saved.borrow()
+        self.saved.borrow().seq
+    }
+
+    /// Whether the document was deleted from the store under this actor (on another node,
+    /// whose notice did not arrive): its writes are refused, so it must end.
+    pub fn is_deleted(&self) -> bool {
+        self.saved.borrow().deleted
     }
 
     /// Whether everything applied is durable (the document may leave memory).
@@ -61,7 +71,8 @@ impl Durability {
         self.saved_seq() >= self.last_seq
     }
 
-    /// Resolves when more of the log became durable (cancel-safe, for `select!`).
+    /// Resolves when more of the log became durable or the document was found deleted
+    /// (cancel-safe, for `select!`).
     pub async fn changed(&mut self) {
         if self.saved.changed().await.is_err() {
             std::future::pending::<()>().await;
@@ -108,5 +119,11 @@ impl Durability {
     /// The writer, for deletes and flushes.
     pub fn writer(&self) -> &Writer {
         &self.writer
+    }
+
+    /// Deletes from the store only what this document's own writes stored (the row they
+    /// went to), once they are done: for a document deleted on another node.
+    pub async fn delete_own(&self) -> Result<bool, crate::store::StoreError> {
+        self.writer.delete(&self.name, Some(&self.progress)).await
     }
 }

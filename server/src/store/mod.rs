@@ -32,6 +32,10 @@ pub struct StoredDoc {
     /// Cluster mode: the highest sequence number loaded of each other node's log rows. A
     /// snapshot taken after this load holds them, so it may fold them away.
     pub foreign: Vec<(String, u64)>,
+    /// The `documents` row loaded (`None`: never stored). Every write names the row it
+    /// continues, so that once the document is deleted, a node that missed the news has
+    /// its writes refused instead of storing part of the document again.
+    pub row: Option<Uuid>,
 }
 
 impl StoredDoc {
@@ -86,6 +90,10 @@ pub struct DocWrite {
     pub appends: Vec<Append>,
     /// A snapshot replacing the stored one and every log entry up to its `seq`.
     pub snapshot: Option<Snapshot>,
+    /// The `documents` row this write continues: the one loaded or last written. `None`
+    /// for a document that was new when loaded and not yet written; its first commit
+    /// creates the row or joins the one another node created meanwhile.
+    pub row: Option<Uuid>,
 }
 
 /// What the document list and the metadata endpoint show.
@@ -123,6 +131,14 @@ pub enum StoreError {
         url: String,
         /// What is wrong with it.
         reason: String,
+    },
+    /// These documents were deleted since the rows their writes continue were loaded or
+    /// written (perhaps on another node, whose notice this one missed). Nothing of the
+    /// commit was written; the others' writes may be committed without them.
+    #[error("documents deleted under their writes: {docs:?}")]
+    Deleted {
+        /// The deleted documents among the writes.
+        docs: Vec<Arc<str>>,
     },
     /// A stored value does not have the shape the schema promises.
     #[error("corrupt row in {table}: {reason}")]
@@ -183,13 +199,17 @@ pub trait Store: Send + Sync + 'static {
     /// still holds all of them (`None` when compaction folded some into the snapshot).
     async fn log_after(&self, name: &str, after: u64) -> Result<Option<Vec<LogEntry>>, StoreError>;
 
-    /// Writes several documents in one transaction (a group commit). Appending an entry
-    /// that is already stored is not an error, so a commit whose outcome was unknown (the
-    /// connection broke during COMMIT) can simply be retried.
-    async fn commit(&self, writes: &[DocWrite]) -> Result<(), StoreError>;
+    /// Writes several documents in one transaction (a group commit) and returns the
+    /// `documents` row of each write, in order. Appending an entry that is already stored
+    /// is not an error, so a commit whose outcome was unknown (the connection broke during
+    /// COMMIT) can simply be retried. A write whose [`DocWrite::row`] is no longer there
+    /// fails the whole commit with [`StoreError::Deleted`], before anything is written.
+    async fn commit(&self, writes: &[DocWrite]) -> Result<Vec<Uuid>, StoreError>;
 
-    /// Removes a document with its log and snapshot. Returns whether it existed.
-    async fn delete(&self, name: &str) -> Result<bool, StoreError>;
+    /// Removes a document with its log and snapshot; with `row`, only while the document
+    /// is still that row (a node removing what it wrote of a document deleted elsewhere
+    /// must not remove a newer document of the same name). Returns whether it existed.
+    async fn delete(&self, name: &str, row: Option<Uuid>) -> Result<bool, StoreError>;
 
     /// Metadata of one document.
     async fn meta(&self, name: &str) -> Result<Option<DocMeta>, StoreError>;
@@ -260,6 +280,17 @@ fn ids_in_order<Id: Clone>(
         .collect()
 }
 
+/// The documents of `writes` whose row (`rows[i]` for `writes[i]`, as the upsert returned
+/// it) is not the one the write continues: deleted since, and perhaps created anew.
+fn deleted_under(writes: &[DocWrite], rows: &[Uuid]) -> Vec<Arc<str>> {
+    writes
+        .iter()
+        .zip(rows)
+        .filter(|(w, row)| w.row.is_some_and(|expected| expected != **row))
+        .map(|(w, _)| w.name.clone())
+        .collect()
+}
+
 /// A sequence number as the databases store it (BIGINT / INTEGER are signed).
 fn seq_i64(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
@@ -274,15 +305,21 @@ fn seq_u64(table: &'static str, seq: i64) -> Result<u64, StoreError> {
 }
 
 /// One row of the load queries: (kind: 0 snapshot / 1 log entry, node, seq, data, state
-/// vector).
-type LoadRow = (i32, String, i64, Vec<u8>, Option<Vec<u8>>);
+/// vector, the document's id as text).
+type LoadRow = (i32, String, i64, Vec<u8>, Option<Vec<u8>>, String);
 
 /// Builds a [`StoredDoc`] from rows ordered by kind then seq: the shape both backends'
 /// load queries return. `own` is the loading node (rows of others are `foreign`).
 fn assemble(rows: Vec<LoadRow>, own: &str) -> Result<StoredDoc, StoreError> {
     let mut doc = StoredDoc::default();
     let mut foreign: std::collections::BTreeMap<String, u64> = Default::default();
-    for (kind, node, seq, data, state_vector) in rows {
+    for (kind, node, seq, data, state_vector, row) in rows {
+        if doc.row.is_none() {
+            doc.row = Some(Uuid::parse_str(&row).map_err(|e| StoreError::Corrupt {
+                table: "documents",
+                reason: format!("id {row:?}: {e}"),
+            })?);
+        }
         let seq = seq_u64(if kind == 0 { "snapshots" } else { "updates" }, seq)?;
         if kind == 0 {
             doc.snapshot = Some(Snapshot {
@@ -358,6 +395,7 @@ mod tests {
                 })
                 .collect(),
             foreign: Vec::new(),
+            row: None,
         }
     }
 

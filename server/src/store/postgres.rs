@@ -9,8 +9,8 @@ use sqlx::{Postgres, Row};
 use uuid::Uuid;
 
 use super::{
-    assemble, classify, documents_of, ids_in_order, seq_i64, seq_u64, Append, DocMeta, DocWrite,
-    LoadRow, LogEntry, Snapshot, Store, StoreError, StoredDoc, INSERT_CHUNK,
+    assemble, classify, deleted_under, documents_of, ids_in_order, seq_i64, seq_u64, Append,
+    DocMeta, DocWrite, LoadRow, LogEntry, Snapshot, Store, StoreError, StoredDoc, INSERT_CHUNK,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -59,9 +59,10 @@ impl PgStore {
 const LOAD: &str = "
 WITH d AS (SELECT id FROM documents WHERE name = $1),
      s AS (SELECT node, seq, state, state_vector FROM snapshots WHERE doc_id = (SELECT id FROM d))
-SELECT 0::int4 AS kind, node, seq, state AS data, state_vector FROM s
+SELECT 0::int4 AS kind, node, seq, state AS data, state_vector, (SELECT id FROM d)::text AS doc
+  FROM s
 UNION ALL
-SELECT 1::int4, u.node, u.seq, u.data, NULL::bytea FROM updates u
+SELECT 1::int4, u.node, u.seq, u.data, NULL::bytea, u.doc_id::text FROM updates u
  WHERE u.doc_id = (SELECT id FROM d)
    AND NOT (u.node = COALESCE((SELECT node FROM s), '')
             AND u.seq <= COALESCE((SELECT seq FROM s), 0))
@@ -70,10 +71,11 @@ ORDER BY 1, 3, 2";
 /// This node's rows after `$2` (readers resume in the numbering of the node they read).
 const LOG_AFTER: &str = "
 WITH d AS (SELECT id FROM documents WHERE name = $1)
-SELECT 0::int4 AS kind, node, seq, ''::bytea AS data, NULL::bytea AS state_vector
+SELECT 0::int4 AS kind, node, seq, ''::bytea AS data, NULL::bytea AS state_vector,
+       doc_id::text AS doc
   FROM snapshots WHERE doc_id = (SELECT id FROM d) AND node = $3
 UNION ALL
-SELECT 1::int4, node, seq, data, NULL::bytea FROM updates
+SELECT 1::int4, node, seq, data, NULL::bytea, doc_id::text FROM updates
  WHERE doc_id = (SELECT id FROM d) AND node = $3 AND seq > $2
 ORDER BY 1, 3";
 
@@ -238,11 +240,17 @@ impl Store for PgStore {
         Ok(super::contiguous_after(doc, after))
     }
 
-    async fn commit(&self, writes: &[DocWrite]) -> Result<(), StoreError> {
+    async fn commit(&self, writes: &[DocWrite]) -> Result<Vec<Uuid>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(err)?;
         // Each statement is a round trip to the database, so the batch is written in a
         // fixed number of them (arrays through UNNEST), not two per document.
         let ids = upsert_documents(&mut tx, writes).await?;
+        let deleted = deleted_under(writes, &ids);
+        if !deleted.is_empty() {
+            // The upsert brought them back: undo it, and with it the whole commit.
+            tx.rollback().await.map_err(err)?;
+            return Err(StoreError::Deleted { docs: deleted });
+        }
         insert_log(&mut tx, writes, &ids, &self.node).await?;
         for (w, &id) in writes.iter().zip(&ids) {
             if let Some(s) = &w.snapshot {
@@ -294,15 +302,18 @@ impl Store for PgStore {
                 .map_err(err)?;
             }
         }
-        tx.commit().await.map_err(err)
+        tx.commit().await.map_err(err)?;
+        Ok(ids)
     }
 
-    async fn delete(&self, name: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM documents WHERE name = $1")
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .map_err(err)?;
+    async fn delete(&self, name: &str, row: Option<Uuid>) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("DELETE FROM documents WHERE name = $1 AND ($2::uuid IS NULL OR id = $2)")
+                .bind(name)
+                .bind(row)
+                .execute(&self.pool)
+                .await
+                .map_err(err)?;
         Ok(done.rows_affected() > 0)
     }
 

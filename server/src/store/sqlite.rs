@@ -16,8 +16,8 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
 use super::{
-    assemble, classify, documents_of, ids_in_order, seq_i64, seq_u64, Append, DocMeta, DocWrite,
-    LoadRow, LogEntry, Store, StoreError, StoredDoc, INSERT_CHUNK,
+    assemble, classify, deleted_under, documents_of, ids_in_order, seq_i64, seq_u64, Append,
+    DocMeta, DocWrite, LoadRow, LogEntry, Store, StoreError, StoredDoc, INSERT_CHUNK,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -82,18 +82,19 @@ impl SqliteStore {
 const LOAD: &str = "
 WITH d AS (SELECT id FROM documents WHERE name = ?1),
      s AS (SELECT seq, state, state_vector FROM snapshots WHERE doc_id = (SELECT id FROM d))
-SELECT 0 AS kind, '' AS node, seq, state AS data, state_vector FROM s
+SELECT 0 AS kind, '' AS node, seq, state AS data, state_vector, (SELECT id FROM d) AS doc
+  FROM s
 UNION ALL
-SELECT 1, '', u.seq, u.data, NULL FROM updates u
+SELECT 1, '', u.seq, u.data, NULL, u.doc_id FROM updates u
  WHERE u.doc_id = (SELECT id FROM d) AND u.seq > COALESCE((SELECT seq FROM s), 0)
 ORDER BY 1, 3";
 
 const LOG_AFTER: &str = "
 WITH d AS (SELECT id FROM documents WHERE name = ?1)
-SELECT 0 AS kind, '' AS node, seq, x'' AS data, NULL AS state_vector
+SELECT 0 AS kind, '' AS node, seq, x'' AS data, NULL AS state_vector, doc_id AS doc
   FROM snapshots WHERE doc_id = (SELECT id FROM d)
 UNION ALL
-SELECT 1, '', seq, data, NULL FROM updates
+SELECT 1, '', seq, data, NULL, doc_id FROM updates
  WHERE doc_id = (SELECT id FROM d) AND seq > ?2
 ORDER BY 1, 3";
 
@@ -232,7 +233,7 @@ impl Store for SqliteStore {
         Ok(super::contiguous_after(doc, after))
     }
 
-    async fn commit(&self, writes: &[DocWrite]) -> Result<(), StoreError> {
+    async fn commit(&self, writes: &[DocWrite]) -> Result<Vec<Uuid>, StoreError> {
         // BEGIN IMMEDIATE would be ideal; sqlx's begin() is DEFERRED, and the first
         // statement below is a write, so the lock is taken at once anyway.
         let mut tx = self.pool.begin().await.map_err(err)?;
@@ -240,6 +241,21 @@ impl Store for SqliteStore {
         // Every statement is a round trip to the connection's thread, so the batch is
         // written in a fixed number of them, not two per document.
         let ids = upsert_documents(&mut tx, writes, now).await?;
+        let rows = ids
+            .iter()
+            .map(|id| {
+                Uuid::parse_str(id).map_err(|e| StoreError::Corrupt {
+                    table: "documents",
+                    reason: format!("id {id:?}: {e}"),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let deleted = deleted_under(writes, &rows);
+        if !deleted.is_empty() {
+            // The upsert brought them back: undo it, and with it the whole commit.
+            tx.rollback().await.map_err(err)?;
+            return Err(StoreError::Deleted { docs: deleted });
+        }
         insert_log(&mut tx, writes, &ids, now).await?;
         for (w, id) in writes.iter().zip(&ids) {
             if let Some(s) = &w.snapshot {
@@ -277,12 +293,14 @@ impl Store for SqliteStore {
                 .map_err(err)?;
             }
         }
-        tx.commit().await.map_err(err)
+        tx.commit().await.map_err(err)?;
+        Ok(rows)
     }
 
-    async fn delete(&self, name: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM documents WHERE name = ?1")
+    async fn delete(&self, name: &str, row: Option<Uuid>) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM documents WHERE name = ?1 AND (?2 IS NULL OR id = ?2)")
             .bind(name)
+            .bind(row.map(|r| r.to_string()))
             .execute(&self.pool)
             .await
             .map_err(err)?;

@@ -7,6 +7,10 @@
 //! backoff (0.1 s doubling to 5 s); every edit made meanwhile is written once the database
 //! answers again. A batch that fails for a reason other than the outage is split per
 //! document, so one document the database refuses does not hold up the others.
+//!
+//! A document deleted under its writes (on another node, whose notice this one missed) is
+//! fenced off: its writes are dropped, never stored as a fragment of the document, and its
+//! actor learns through its [`Progress`] that the document is gone.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -15,12 +19,24 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
+use uuid::Uuid;
 
 use super::{Append, DocWrite, Snapshot, Store, StoreError};
 
-/// The highest sequence number of one document known to be durable. The document's actor
-/// holds the receiving end.
-pub type Progress = Arc<watch::Sender<u64>>;
+/// What the writer tells one document's actor (which holds the receiving end) about its
+/// stored form.
+pub type Progress = Arc<watch::Sender<Stored>>;
+
+/// One document's stored form, as far as the writer knows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stored {
+    /// The highest sequence number known to be durable.
+    pub seq: u64,
+    /// The `documents` row the writes continue (`None` until the document is first stored).
+    pub row: Option<Uuid>,
+    /// The document was deleted under its writes: nothing more of it is written.
+    pub deleted: bool,
+}
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -42,6 +58,8 @@ enum Op {
     },
     Delete {
         doc: Arc<str>,
+        /// Only the row this document's writes went to, if given.
+        own: Option<Progress>,
         done: DeleteDone,
     },
     Flush {
@@ -97,11 +115,14 @@ impl Writer {
     }
 
     /// Deletes `doc` once everything queued before has been written; returns whether it
-    /// existed in the store.
-    pub async fn delete(&self, doc: &Arc<str>) -> Result<bool, StoreError> {
+    /// existed in the store. With `own`, only the row the writes reporting to it went to,
+    /// if that is still the document's (a node dropping what it wrote of a document deleted
+    /// elsewhere must not delete a newer document of the same name).
+    pub async fn delete(&self, doc: &Arc<str>, own: Option<&Progress>) -> Result<bool, StoreError> {
         let (done, wait) = oneshot::channel();
         let _ = self.tx.send(Op::Delete {
             doc: doc.clone(),
+            own: own.cloned(),
             done,
         });
         wait.await.unwrap_or(Ok(false))
@@ -144,18 +165,21 @@ struct Batch {
     entries: Vec<Entry>,
     index: HashMap<Arc<str>, usize>,
     oldest: Option<Instant>,
-    deletes: Vec<(Arc<str>, DeleteDone)>,
+    deletes: Vec<(Arc<str>, Option<Progress>, DeleteDone)>,
     flushes: Vec<oneshot::Sender<()>>,
 }
 
 impl Batch {
     fn entry(&mut self, doc: Arc<str>, progress: Progress) -> &mut Entry {
         let i = *self.index.entry(doc.clone()).or_insert_with(|| {
+            // The previous commit has finished: the row it learned is current.
+            let row = progress.borrow().row;
             self.entries.push(Entry {
                 write: DocWrite {
                     name: doc,
                     appends: Vec::new(),
                     snapshot: None,
+                    row,
                 },
                 progress,
                 max_seq: 0,
@@ -166,8 +190,13 @@ impl Batch {
         &mut self.entries[i]
     }
 
-    fn add(&mut self, op: Op) {
+    fn add(&mut self, op: Op, health: &Health) {
         match op {
+            Op::Append { progress, .. } if progress.borrow().deleted => {
+                // Queued before the actor learned its document is gone.
+                drop_pending(health, 1);
+            }
+            Op::Compact { progress, .. } if progress.borrow().deleted => {}
             Op::Append {
                 doc,
                 append,
@@ -195,7 +224,7 @@ impl Batch {
                     e.write.snapshot = Some(snapshot);
                 }
             }
-            Op::Delete { doc, done } => self.deletes.push((doc, done)),
+            Op::Delete { doc, own, done } => self.deletes.push((doc, own, done)),
             Op::Flush { done } => self.flushes.push(done),
         }
     }
@@ -212,9 +241,9 @@ async fn run(
         // Whatever arrives until `interval` after the previous commit joins this one.
         tokio::time::sleep_until(last_commit + interval).await;
         let mut batch = Batch::default();
-        batch.add(first);
+        batch.add(first, &health);
         while let Ok(op) = rx.try_recv() {
-            batch.add(op);
+            batch.add(op, &health);
         }
         commit(&*store, &mut batch.entries, &health).await;
         last_commit = tokio::time::Instant::now();
@@ -222,8 +251,13 @@ async fn run(
             metrics::histogram!("tandem_persist_lag_seconds")
                 .record(oldest.elapsed().as_secs_f64());
         }
-        for (doc, done) in batch.deletes {
-            let result = retry(&health, || store.delete(&doc)).await;
+        for (doc, own, done) in batch.deletes {
+            let result = match own.map(|p| p.borrow().row) {
+                // This document's writes never made a row: nothing of it to delete.
+                Some(None) => Ok(false),
+                Some(row) => retry(&health, || store.delete(&doc, row)).await,
+                None => retry(&health, || store.delete(&doc, None)).await,
+            };
             let _ = done.send(result);
         }
         for done in batch.flushes {
@@ -240,22 +274,40 @@ async fn commit(store: &dyn Store, entries: &mut Vec<Entry>, health: &Health) {
         let writes: Vec<DocWrite> = entries.iter().map(|e| e.write.clone()).collect();
         let started = Instant::now();
         match store.commit(&writes).await {
-            Ok(()) => {
+            Ok(rows) => {
                 metrics::histogram!("tandem_persist_commit_seconds")
                     .record(started.elapsed().as_secs_f64());
                 metrics::counter!("tandem_persist_commits_total").increment(1);
                 recovered(health);
-                for e in entries.drain(..) {
-                    done(health, &e);
+                for (e, row) in entries.drain(..).zip(rows) {
+                    done(health, &e, row);
                 }
                 return;
+            }
+            Err(StoreError::Deleted { docs }) => {
+                let before = entries.len();
+                entries.retain(|e| {
+                    let gone = docs.contains(&e.write.name);
+                    if gone {
+                        fence(health, e);
+                    }
+                    !gone
+                });
+                if entries.len() == before {
+                    // The store named none of the writes: do not spin on it.
+                    let e = StoreError::Deleted { docs };
+                    failed(health, &e);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
             }
             Err(e) if !e.is_transient() && entries.len() > 1 => {
                 warn!(error = %e, documents = entries.len(), "group commit refused; committing documents one by one");
                 let mut refused = Vec::new();
                 for entry in entries.drain(..) {
                     match store.commit(std::slice::from_ref(&entry.write)).await {
-                        Ok(()) => done(health, &entry),
+                        Ok(rows) => done(health, &entry, rows[0]),
+                        Err(StoreError::Deleted { .. }) => fence(health, &entry),
                         Err(e) => {
                             warn!(doc = %entry.write.name, error = %e, "commit of document refused; will retry");
                             refused.push(entry);
@@ -296,15 +348,28 @@ where
     }
 }
 
-fn done(health: &Health, entry: &Entry) {
-    health.pending.fetch_sub(entry.appends, Ordering::Relaxed);
-    metrics::gauge!("tandem_persist_pending_updates").decrement(entry.appends as f64);
+fn done(health: &Health, entry: &Entry, row: Uuid) {
+    drop_pending(health, entry.appends);
     let max = entry.max_seq;
-    entry.progress.send_if_modified(|seq| {
-        let newer = max > *seq;
-        *seq = (*seq).max(max);
+    entry.progress.send_if_modified(|stored| {
+        stored.row = Some(row);
+        let newer = max > stored.seq;
+        stored.seq = stored.seq.max(max);
         newer
     });
+}
+
+/// The document of `entry` was deleted under its writes: they are dropped, and its actor
+/// told.
+fn fence(health: &Health, entry: &Entry) {
+    warn!(doc = %entry.write.name, updates = entry.appends, "document deleted under its writes; dropping them and closing its clients");
+    drop_pending(health, entry.appends);
+    entry.progress.send_modify(|stored| stored.deleted = true);
+}
+
+fn drop_pending(health: &Health, appends: usize) {
+    health.pending.fetch_sub(appends, Ordering::Relaxed);
+    metrics::gauge!("tandem_persist_pending_updates").decrement(appends as f64);
 }
 
 fn failed(health: &Health, e: &StoreError) {
