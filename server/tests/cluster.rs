@@ -257,16 +257,22 @@ async fn presence_of_a_node_shut_down_gracefully_leaves_the_others_at_once() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_document_deleted_on_one_node_is_gone_from_every_node() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let (nodes, _db) = cluster(2, &[]).await;
-    let here = Client::connect(&nodes[0].url("doomed")).await;
-    let there = Client::connect(&nodes[1].url("doomed")).await;
+/// A client of `doc` on each of the first two nodes, after an edit on node 0 reached node 1.
+async fn edited_on_two_nodes(nodes: &[Server], doc: &str) -> (Client, Client) {
+    let here = Client::connect(&nodes[0].url(doc)).await;
+    let there = Client::connect(&nodes[1].url(doc)).await;
     here.insert(0, "before the delete");
     there
         .wait_text(|t| t == "before the delete", "the edit on the other node")
         .await;
+    (here, there)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_deleted_on_one_node_is_gone_from_every_node() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (nodes, _db) = cluster(2, &[]).await;
+    let (here, there) = edited_on_two_nodes(&nodes, "doomed").await;
     let (status, _) = nodes[0].request("DELETE", "/api/docs/doomed", b"");
     assert_eq!(status, 204);
     assert_eq!(here.wait_closed().await.0, 4410);
@@ -286,12 +292,7 @@ async fn a_document_deleted_on_one_node_is_gone_from_every_node() {
 async fn a_node_that_missed_a_delete_does_not_bring_the_document_back() {
     let _one = ONE_AT_A_TIME.lock().await;
     let (nodes, db) = cluster(2, &[]).await;
-    let here = Client::connect(&nodes[0].url("missed")).await;
-    let there = Client::connect(&nodes[1].url("missed")).await;
-    here.insert(0, "before the delete");
-    there
-        .wait_text(|t| t == "before the delete", "the edit on the other node")
-        .await;
+    let (here, there) = edited_on_two_nodes(&nodes, "missed").await;
     // Each node stores what it applies: once both have, both write to the same row.
     let mut pg = {
         use sqlx::Connection;
