@@ -5,6 +5,7 @@
 mod support;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use support::each_backend;
@@ -215,7 +216,9 @@ async fn writes_continuing_a_deleted_document_are_refused_and_store_nothing() {
             .commit(&[write("g", appends(&updates[..5], 1), None), late.clone()])
             .await
         {
-            Err(StoreError::Deleted { docs }) => assert_eq!(docs, vec![Arc::from("f")]),
+            Err(StoreError::Deleted { writes, docs }) => {
+                assert_eq!((writes, docs), (vec![1], vec![Arc::from("f")]), "{backend}")
+            }
             other => panic!("{backend}: a write to a deleted document gave {other:?}"),
         }
         assert!(
@@ -249,6 +252,59 @@ async fn writes_continuing_a_deleted_document_are_refused_and_store_nothing() {
             "{backend}"
         );
         assert!(store.delete("f", Some(fresh)).await.unwrap(), "{backend}");
+    }
+}
+
+/// The group commit keeps two actors of one document apart: one that missed the delete of
+/// the row it writes to, and one that loaded the document afresh. Only the first is fenced.
+#[tokio::test]
+async fn the_writer_fences_only_the_actor_whose_row_is_gone() {
+    use store::writer::{Progress, Stored};
+    use store::Writer;
+    use tokio::sync::watch;
+    for (backend, url, _keep) in each_backend().await {
+        let store = store::open(&url, None).await.unwrap();
+        store.migrate().await.unwrap();
+        let (updates, _) = edits(2);
+        let gone_row = store
+            .commit(&[write("f", appends(&updates[..1], 1), None)])
+            .await
+            .unwrap()[0];
+        assert!(store.delete("f", None).await.unwrap());
+        let progress = |row| {
+            let (tx, rx) = watch::channel(Stored {
+                row,
+                ..Stored::default()
+            });
+            (Progress::new(tx), rx)
+        };
+        let (stale, mut stale_rx) = progress(Some(gone_row));
+        let (fresh, mut fresh_rx) = progress(None);
+        let writer = Writer::spawn(store.clone(), Duration::from_millis(50));
+        let name: Arc<str> = Arc::from("f");
+        // Queued back to back, before the writer runs: one batch.
+        let mut stale_write = appends(&updates[..1], 1);
+        writer.append(&name, stale_write.remove(0), &stale);
+        let mut fresh_write = appends(&updates[1..], 1);
+        writer.append(&name, fresh_write.remove(0), &fresh);
+        let deadline = Duration::from_secs(10);
+        tokio::time::timeout(deadline, stale_rx.wait_for(|s| s.deleted))
+            .await
+            .expect("the stale actor was never told")
+            .unwrap();
+        let fresh_state = *tokio::time::timeout(deadline, fresh_rx.wait_for(|s| s.seq == 1))
+            .await
+            .expect("the fresh actor's write was never stored")
+            .unwrap();
+        assert!(!fresh_state.deleted, "{backend}: the fresh actor was fenced");
+        assert_ne!(fresh_state.row, Some(gone_row));
+        let expected = Document::new("expected");
+        expected.apply_update_v1(&updates[1]).unwrap();
+        assert_eq!(
+            loaded_text(&*store, "f").await.0,
+            expected.text_string("content"),
+            "{backend}: only the fresh actor's edit is stored"
+        );
     }
 }
 

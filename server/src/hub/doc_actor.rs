@@ -976,7 +976,8 @@ impl DocActor {
     /// was asked on another node (its notice arrived, or the store refused this node's
     /// writes because the document is gone), and this one deletes what it wrote meanwhile,
     /// which would otherwise bring back part of the document: only the row its own writes
-    /// went to, never a newer document of the same name. `after`: commands that reached it behind
+    /// went to, not a newer document of the same name that has its own row. `after`:
+    /// commands that reached it behind
     /// the delete while the document loaded, refused like those still in the mailbox.
     async fn delete(
         mut self,

@@ -122,8 +122,10 @@ impl Durability {
     }
 
     /// Deletes from the store only what this document's own writes stored (the row they
-    /// went to), once they are done: for a document deleted on another node.
+    /// went to), for a document deleted on another node. Its writes not yet in a commit
+    /// are dropped first: they could only bring part of it back.
     pub async fn delete_own(&self) -> Result<bool, crate::store::StoreError> {
+        self.progress.send_modify(|stored| stored.deleted = true);
         self.writer.delete(&self.name, Some(&self.progress)).await
     }
 }

@@ -137,7 +137,10 @@ pub enum StoreError {
     /// commit was written; the others' writes may be committed without them.
     #[error("documents deleted under their writes: {docs:?}")]
     Deleted {
-        /// The deleted documents among the writes.
+        /// The positions of the refused writes in the commit (two writes of one name may
+        /// come from two actors, one before and one after the document was reloaded).
+        writes: Vec<usize>,
+        /// Their documents, for logs.
         docs: Vec<Arc<str>>,
     },
     /// A stored value does not have the shape the schema promises.
@@ -280,15 +283,21 @@ fn ids_in_order<Id: Clone>(
         .collect()
 }
 
-/// The documents of `writes` whose row (`rows[i]` for `writes[i]`, as the upsert returned
-/// it) is not the one the write continues: deleted since, and perhaps created anew.
-fn deleted_under(writes: &[DocWrite], rows: &[Uuid]) -> Vec<Arc<str>> {
-    writes
+/// The refusal of a commit some of whose `writes` continue a row that is gone (`rows[i]`
+/// is the row the upsert returned for `writes[i]`): their documents were deleted since, and
+/// perhaps created anew. `None` when every write continues its row.
+fn deleted_under(writes: &[DocWrite], rows: &[Uuid]) -> Option<StoreError> {
+    let gone: Vec<usize> = writes
         .iter()
         .zip(rows)
-        .filter(|(w, row)| w.row.is_some_and(|expected| expected != **row))
-        .map(|(w, _)| w.name.clone())
-        .collect()
+        .enumerate()
+        .filter(|(_, (w, row))| w.row.is_some_and(|expected| expected != **row))
+        .map(|(i, _)| i)
+        .collect();
+    (!gone.is_empty()).then(|| StoreError::Deleted {
+        docs: gone.iter().map(|&i| writes[i].name.clone()).collect(),
+        writes: gone,
+    })
 }
 
 /// A sequence number as the databases store it (BIGINT / INTEGER are signed).

@@ -245,11 +245,10 @@ impl Store for PgStore {
         // Each statement is a round trip to the database, so the batch is written in a
         // fixed number of them (arrays through UNNEST), not two per document.
         let ids = upsert_documents(&mut tx, writes).await?;
-        let deleted = deleted_under(writes, &ids);
-        if !deleted.is_empty() {
+        if let Some(deleted) = deleted_under(writes, &ids) {
             // The upsert brought them back: undo it, and with it the whole commit.
             tx.rollback().await.map_err(err)?;
-            return Err(StoreError::Deleted { docs: deleted });
+            return Err(deleted);
         }
         insert_log(&mut tx, writes, &ids, &self.node).await?;
         for (w, &id) in writes.iter().zip(&ids) {

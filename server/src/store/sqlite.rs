@@ -250,11 +250,10 @@ impl Store for SqliteStore {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let deleted = deleted_under(writes, &rows);
-        if !deleted.is_empty() {
+        if let Some(deleted) = deleted_under(writes, &rows) {
             // The upsert brought them back: undo it, and with it the whole commit.
             tx.rollback().await.map_err(err)?;
-            return Err(StoreError::Deleted { docs: deleted });
+            return Err(deleted);
         }
         insert_log(&mut tx, writes, &ids, now).await?;
         for (w, id) in writes.iter().zip(&ids) {

@@ -163,7 +163,9 @@ struct Entry {
 #[derive(Default)]
 struct Batch {
     entries: Vec<Entry>,
-    index: HashMap<Arc<str>, usize>,
+    /// Entries by document and actor (its `Progress`): an actor that unloaded and the
+    /// one that reloaded the document may both have writes in one batch.
+    index: HashMap<(Arc<str>, usize), usize>,
     oldest: Option<Instant>,
     deletes: Vec<(Arc<str>, Option<Progress>, DeleteDone)>,
     flushes: Vec<oneshot::Sender<()>>,
@@ -171,7 +173,8 @@ struct Batch {
 
 impl Batch {
     fn entry(&mut self, doc: Arc<str>, progress: Progress) -> &mut Entry {
-        let i = *self.index.entry(doc.clone()).or_insert_with(|| {
+        let actor = Arc::as_ptr(&progress) as usize;
+        let i = *self.index.entry((doc.clone(), actor)).or_insert_with(|| {
             // The previous commit has finished: the row it learned is current.
             let row = progress.borrow().row;
             self.entries.push(Entry {
@@ -284,21 +287,29 @@ async fn commit(store: &dyn Store, entries: &mut Vec<Entry>, health: &Health) {
                 }
                 return;
             }
-            Err(StoreError::Deleted { docs }) => {
+            Err(e @ StoreError::Deleted { .. }) => {
+                let StoreError::Deleted { writes: gone, .. } = &e else {
+                    unreachable!("matched above")
+                };
                 let before = entries.len();
-                entries.retain(|e| {
-                    let gone = docs.contains(&e.write.name);
-                    if gone {
-                        fence(health, e);
+                let mut at = 0;
+                // `retain` visits the entries in order: `at` is each one's write.
+                entries.retain(|entry| {
+                    let fenced = gone.contains(&at);
+                    at += 1;
+                    if fenced {
+                        fence(health, entry);
                     }
-                    !gone
+                    !fenced
                 });
                 if entries.len() == before {
                     // The store named none of the writes: do not spin on it.
-                    let e = StoreError::Deleted { docs };
                     failed(health, &e);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(BACKOFF_MAX);
+                } else {
+                    // The database answered: an outage before this attempt is over.
+                    recovered(health);
                 }
             }
             Err(e) if !e.is_transient() && entries.len() > 1 => {
