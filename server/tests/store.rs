@@ -296,7 +296,10 @@ async fn the_writer_fences_only_the_actor_whose_row_is_gone() {
             .await
             .expect("the fresh actor's write was never stored")
             .unwrap();
-        assert!(!fresh_state.deleted, "{backend}: the fresh actor was fenced");
+        assert!(
+            !fresh_state.deleted,
+            "{backend}: the fresh actor was fenced"
+        );
         assert_ne!(fresh_state.row, Some(gone_row));
         let expected = Document::new("expected");
         expected.apply_update_v1(&updates[1]).unwrap();
