@@ -977,8 +977,8 @@ impl DocActor {
     /// writes because the document is gone), and this one deletes what it wrote meanwhile,
     /// which would otherwise bring back part of the document: only the row its own writes
     /// went to, not a newer document of the same name that has its own row. `after`:
-    /// commands that reached it behind
-    /// the delete while the document loaded, refused like those still in the mailbox.
+    /// commands that reached it behind the delete while the document loaded, refused like
+    /// those still in the mailbox.
     async fn delete(
         mut self,
         reply: Option<Reply<bool>>,
@@ -990,8 +990,6 @@ impl DocActor {
         let had_content = self.durability.last_seq() > 0;
         let result = match reply {
             Some(_) => self.durability.writer().delete(&self.name, None).await,
-            // The store refused this node's writes: none of them is stored.
-            None if self.durability.is_deleted() => Ok(false),
             None => self.durability.delete_own().await,
         };
         env.registry.remove(&self.name, &env.users);

@@ -123,8 +123,12 @@ impl Durability {
 
     /// Deletes from the store only what this document's own writes stored (the row they
     /// went to), for a document deleted on another node. Its writes not yet in a commit
-    /// are dropped first: they could only bring part of it back.
+    /// are dropped first: they could only bring part of it back. Nothing to delete when the
+    /// store already refused them (the document's row is gone).
     pub async fn delete_own(&self) -> Result<bool, crate::store::StoreError> {
+        if self.is_deleted() {
+            return Ok(false);
+        }
         self.progress.send_modify(|stored| stored.deleted = true);
         self.writer.delete(&self.name, Some(&self.progress)).await
     }

@@ -300,6 +300,14 @@ fn deleted_under(writes: &[DocWrite], rows: &[Uuid]) -> Option<StoreError> {
     })
 }
 
+/// A document id stored as text (SQLite's ids, the load queries' id column).
+fn doc_id(text: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(text).map_err(|e| StoreError::Corrupt {
+        table: "documents",
+        reason: format!("id {text:?}: {e}"),
+    })
+}
+
 /// A sequence number as the databases store it (BIGINT / INTEGER are signed).
 fn seq_i64(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
@@ -324,10 +332,7 @@ fn assemble(rows: Vec<LoadRow>, own: &str) -> Result<StoredDoc, StoreError> {
     let mut foreign: std::collections::BTreeMap<String, u64> = Default::default();
     for (kind, node, seq, data, state_vector, row) in rows {
         if doc.row.is_none() {
-            doc.row = Some(Uuid::parse_str(&row).map_err(|e| StoreError::Corrupt {
-                table: "documents",
-                reason: format!("id {row:?}: {e}"),
-            })?);
+            doc.row = Some(doc_id(&row)?);
         }
         let seq = seq_u64(if kind == 0 { "snapshots" } else { "updates" }, seq)?;
         if kind == 0 {

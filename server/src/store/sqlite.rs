@@ -16,8 +16,8 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
 use super::{
-    assemble, classify, deleted_under, documents_of, ids_in_order, seq_i64, seq_u64, Append,
-    DocMeta, DocWrite, LoadRow, LogEntry, Store, StoreError, StoredDoc, INSERT_CHUNK,
+    assemble, classify, deleted_under, doc_id, documents_of, ids_in_order, seq_i64, seq_u64,
+    Append, DocMeta, DocWrite, LoadRow, LogEntry, Store, StoreError, StoredDoc, INSERT_CHUNK,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -111,7 +111,7 @@ fn meta_of(row: &sqlx::sqlite::SqliteRow) -> Result<DocMeta, StoreError> {
     };
     let id: String = row.try_get("id").map_err(err)?;
     Ok(DocMeta {
-        id: Uuid::parse_str(&id).map_err(|e| corrupt(format!("id {id:?}: {e}")))?,
+        id: doc_id(&id)?,
         name: row.try_get("name").map_err(err)?,
         created_at: time("created_at")?,
         updated_at: time("updated_at")?,
@@ -243,12 +243,7 @@ impl Store for SqliteStore {
         let ids = upsert_documents(&mut tx, writes, now).await?;
         let rows = ids
             .iter()
-            .map(|id| {
-                Uuid::parse_str(id).map_err(|e| StoreError::Corrupt {
-                    table: "documents",
-                    reason: format!("id {id:?}: {e}"),
-                })
-            })
+            .map(|id| doc_id(id))
             .collect::<Result<Vec<_>, _>>()?;
         if let Some(deleted) = deleted_under(writes, &rows) {
             // The upsert brought them back: undo it, and with it the whole commit.

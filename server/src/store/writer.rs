@@ -193,13 +193,8 @@ impl Batch {
         &mut self.entries[i]
     }
 
-    fn add(&mut self, op: Op, health: &Health) {
+    fn add(&mut self, op: Op) {
         match op {
-            Op::Append { progress, .. } if progress.borrow().deleted => {
-                // Queued before the actor learned its document is gone.
-                drop_pending(health, 1);
-            }
-            Op::Compact { progress, .. } if progress.borrow().deleted => {}
             Op::Append {
                 doc,
                 append,
@@ -244,10 +239,18 @@ async fn run(
         // Whatever arrives until `interval` after the previous commit joins this one.
         tokio::time::sleep_until(last_commit + interval).await;
         let mut batch = Batch::default();
-        batch.add(first, &health);
+        batch.add(first);
         while let Ok(op) = rx.try_recv() {
-            batch.add(op, &health);
+            batch.add(op);
         }
+        // Writes queued before their actor learned its document is gone.
+        batch.entries.retain(|e| {
+            let gone = e.progress.borrow().deleted;
+            if gone {
+                drop_pending(&health, e.appends);
+            }
+            !gone
+        });
         commit(&*store, &mut batch.entries, &health).await;
         last_commit = tokio::time::Instant::now();
         if let Some(oldest) = batch.oldest {
@@ -287,13 +290,11 @@ async fn commit(store: &dyn Store, entries: &mut Vec<Entry>, health: &Health) {
                 }
                 return;
             }
-            Err(e @ StoreError::Deleted { .. }) => {
-                let StoreError::Deleted { writes: gone, .. } = &e else {
-                    unreachable!("matched above")
-                };
-                let before = entries.len();
+            Err(StoreError::Deleted { writes: gone, .. }) => {
+                // The store names at least one of the writes (`deleted_under`); the others
+                // are committed at once without them. `retain` visits in order: `at` is
+                // each entry's write.
                 let mut at = 0;
-                // `retain` visits the entries in order: `at` is each one's write.
                 entries.retain(|entry| {
                     let fenced = gone.contains(&at);
                     at += 1;
@@ -302,15 +303,8 @@ async fn commit(store: &dyn Store, entries: &mut Vec<Entry>, health: &Health) {
                     }
                     !fenced
                 });
-                if entries.len() == before {
-                    // The store named none of the writes: do not spin on it.
-                    failed(health, &e);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                } else {
-                    // The database answered: an outage before this attempt is over.
-                    recovered(health);
-                }
+                // The database answered: an outage before this attempt is over.
+                recovered(health);
             }
             Err(e) if !e.is_transient() && entries.len() > 1 => {
                 warn!(error = %e, documents = entries.len(), "group commit refused; committing documents one by one");
