@@ -101,32 +101,7 @@ for pass in 2 3 4; do
   for _ in $(seq 50); do child=$(pgrep -P "$server" | head -1) && [ -n "$child" ] && break; sleep 0.1; done
   drive "$child"
   perf script -i "$WORK/faults.data" -F addr,ip,dso --show-mmap-events 2>/dev/null |
-    python3 -c '
-import bisect, re, subprocess, sys
-binary, listed = sys.argv[1], set(open(sys.argv[2]).read().split())
-syms = []
-for line in subprocess.run(["nm", "-S", "--defined-only", binary], capture_output=True, text=True).stdout.splitlines():
-    f = line.split()
-    if len(f) == 4 and f[2] in "tT":
-        syms.append((int(f[0], 16), int(f[1], 16), f[3]))
-syms.sort()
-starts = [s[0] for s in syms]
-base, new = None, []
-for line in sys.stdin:
-    if "MMAP" in line and binary in line and base is None:
-        m = re.search(r"\[0x([0-9a-f]+)\(0x[0-9a-f]+\) @ 0 ", line)
-        base = int(m.group(1), 16) if m else None
-        continue
-    m = re.match(r"\s*([0-9a-f]+) \(([^)]*)\)\s+([0-9a-f]+) \(([^)]*)\)", line)
-    if base is None or not m or m.group(1) != m.group(3) or m.group(2) != binary:
-        continue
-    va = int(m.group(1), 16) - base
-    i = bisect.bisect_right(starts, va) - 1
-    hits = [s[2] for s in syms if s[0] == syms[i][0] and va < s[0] + s[1]] if i >= 0 else []
-    if hits and not listed.intersection(hits):
-        new += [h for h in hits if h not in new]
-print("\n".join(new))
-' "$BIN" "$WORK/ran" | grep -v '^$' >"$WORK/new" || true
+    python3 "$ROOT/bench/unlisted-faults.py" "$BIN" "$WORK/ran" | grep -v '^$' >"$WORK/new" || true
   echo "native pass $pass: $(wc -l <"$WORK/new") functions not listed yet" >&2
   [ -s "$WORK/new" ] || break
   cat "$WORK/new" >>"$WORK/ran"

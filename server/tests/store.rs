@@ -13,6 +13,13 @@ use tandem_engine::Document;
 use tandem_server::hub::doc_load;
 use tandem_server::store::{self, Append, DocWrite, Snapshot, Store, StoreError};
 
+/// The store at `url` with its schema in place, as the server opens it.
+async fn migrated(url: &str) -> Arc<dyn Store> {
+    let store = store::open(url, None).await.unwrap();
+    store.migrate().await.unwrap();
+    store
+}
+
 /// `n` single-character edits of one document as v1 updates, and the final text.
 fn edits(n: usize) -> (Vec<Bytes>, String) {
     let doc = Document::new("src");
@@ -78,8 +85,7 @@ async fn loaded_text(store: &dyn Store, name: &str) -> (String, u64, usize) {
 #[tokio::test]
 async fn documents_round_trip_and_list_with_sizes() {
     for (backend, url, _keep) in each_backend().await {
-        let store = store::open(&url, None).await.unwrap();
-        store.migrate().await.unwrap();
+        let store = migrated(&url).await;
         store.migrate().await.unwrap(); // idempotent
         assert!(store.load("nope").await.unwrap().is_none(), "{backend}");
         let (a, a_text) = edits(50);
@@ -120,8 +126,7 @@ async fn documents_round_trip_and_list_with_sizes() {
 #[tokio::test]
 async fn compaction_keeps_the_content_and_folds_the_log() {
     for (backend, url, _keep) in each_backend().await {
-        let store = store::open(&url, None).await.unwrap();
-        store.migrate().await.unwrap();
+        let store = migrated(&url).await;
         let (updates, text) = edits(120);
         store
             .commit(&[write("c", appends(&updates[..100], 1), None)])
@@ -167,8 +172,7 @@ async fn compaction_keeps_the_content_and_folds_the_log() {
 #[tokio::test]
 async fn a_retried_commit_is_harmless_and_delete_forgets_everything() {
     for (backend, url, _keep) in each_backend().await {
-        let store = store::open(&url, None).await.unwrap();
-        store.migrate().await.unwrap();
+        let store = migrated(&url).await;
         let (updates, text) = edits(10);
         let batch = [write("r", appends(&updates, 1), None)];
         store.commit(&batch).await.unwrap();
@@ -188,8 +192,7 @@ async fn a_retried_commit_is_harmless_and_delete_forgets_everything() {
 #[tokio::test]
 async fn writes_continuing_a_deleted_document_are_refused_and_store_nothing() {
     for (backend, url, _keep) in each_backend().await {
-        let store = store::open(&url, None).await.unwrap();
-        store.migrate().await.unwrap();
+        let store = migrated(&url).await;
         let (updates, _) = edits(30);
         let continuing = |appends: Vec<Append>, row| DocWrite {
             row: Some(row),
@@ -263,8 +266,7 @@ async fn the_writer_fences_only_the_actor_whose_row_is_gone() {
     use store::Writer;
     use tokio::sync::watch;
     for (backend, url, _keep) in each_backend().await {
-        let store = store::open(&url, None).await.unwrap();
-        store.migrate().await.unwrap();
+        let store = migrated(&url).await;
         let (updates, _) = edits(2);
         let gone_row = store
             .commit(&[write("f", appends(&updates[..1], 1), None)])
@@ -314,8 +316,7 @@ async fn the_writer_fences_only_the_actor_whose_row_is_gone() {
 #[tokio::test]
 async fn concurrent_commits_to_many_documents() {
     for (backend, url, _keep) in each_backend().await {
-        let store = store::open(&url, None).await.unwrap();
-        store.migrate().await.unwrap();
+        let store = migrated(&url).await;
         let (updates, text) = edits(40);
         let mut tasks = Vec::new();
         for d in 0..16 {
@@ -344,8 +345,7 @@ async fn concurrent_commits_to_many_documents() {
 #[tokio::test]
 async fn one_commit_spanning_many_documents_and_statement_chunks() {
     for (backend, url, _keep) in each_backend().await {
-        let store = store::open(&url, None).await.unwrap();
-        store.migrate().await.unwrap();
+        let store = migrated(&url).await;
         // 60 documents x 90 entries = 5,400 log rows: more than one insert statement, with
         // a document straddling the boundary; plus a compaction of one document in the
         // same batch.
@@ -386,8 +386,7 @@ async fn one_commit_spanning_many_documents_and_statement_chunks() {
 #[tokio::test]
 async fn a_document_twice_in_one_commit_is_written_once_with_both_parts() {
     for (backend, url, _keep) in each_backend().await {
-        let store = store::open(&url, None).await.unwrap();
-        store.migrate().await.unwrap();
+        let store = migrated(&url).await;
         let (updates, text) = edits(20);
         store
             .commit(&[

@@ -163,9 +163,10 @@ struct Entry {
 #[derive(Default)]
 struct Batch {
     entries: Vec<Entry>,
-    /// Entries by document and actor (its `Progress`): an actor that unloaded and the
-    /// one that reloaded the document may both have writes in one batch.
-    index: HashMap<(Arc<str>, usize), usize>,
+    /// Entries by actor (the address of its `Progress`, which the entry keeps alive): an
+    /// actor writes one document, and an actor that unloaded and the one that reloaded the
+    /// document may both have writes in one batch.
+    index: HashMap<usize, usize>,
     oldest: Option<Instant>,
     deletes: Vec<(Arc<str>, Option<Progress>, DeleteDone)>,
     flushes: Vec<oneshot::Sender<()>>,
@@ -174,7 +175,7 @@ struct Batch {
 impl Batch {
     fn entry(&mut self, doc: Arc<str>, progress: Progress) -> &mut Entry {
         let actor = Arc::as_ptr(&progress) as usize;
-        let i = *self.index.entry((doc.clone(), actor)).or_insert_with(|| {
+        let i = *self.index.entry(actor).or_insert_with(|| {
             // The previous commit has finished: the row it learned is current.
             let row = progress.borrow().row;
             self.entries.push(Entry {
