@@ -103,7 +103,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         metrics,
     };
     info!(listen = %config.listen, "tandem-server listening");
-    listener::serve(listener, http::routes(state.clone()), shutdown).await;
+    listener::serve(
+        listener,
+        http::routes(state.clone()),
+        state.clone(),
+        shutdown,
+    )
+    .await;
     info!("shutting down: closing clients and flushing documents");
     state.registry.shutdown().await;
     if let Some(cluster) = &cluster {

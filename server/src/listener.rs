@@ -2,6 +2,8 @@
 //! enough for connect storms; every accepted socket gets TCP_NODELAY (warp 0.4 no longer
 //! sets it, and without it small frames wait ~40 ms for delayed ACKs). Each connection is
 //! served on its own task, so the loop never waits on a slow client or a loading document.
+//! A connection whose first request is a y-websocket upgrade is answered without hyper
+//! (`http::early_upgrade`); the rest are served by hyper and warp.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,7 +16,9 @@ use tower_service::Service;
 use tracing::{debug, warn};
 use warp::Filter;
 
+use crate::http::early_upgrade;
 use crate::http::ws::{PeerAddr, UpgradeSlot};
+use crate::state::AppState;
 
 /// Binds `addr` with a listen queue of `backlog`.
 pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
@@ -29,13 +33,20 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
     socket.listen(backlog)
 }
 
-/// Serves `routes` on `listener` until `shutdown` resolves; then stops accepting.
-pub async fn serve<F>(listener: TcpListener, routes: F, shutdown: impl Future<Output = ()>)
-where
+/// Serves `routes` on `listener` until `shutdown` resolves; then stops accepting. `state`
+/// is the one the WebSocket route was built with, for upgrades answered before hyper.
+pub async fn serve<F>(
+    listener: TcpListener,
+    routes: F,
+    state: AppState,
+    shutdown: impl Future<Output = ()>,
+) where
     F: Filter + Clone + Send + Sync + 'static,
     F::Extract: warp::Reply,
 {
-    let service = warp::service(routes);
+    // Shared: each connection's task holds an `Arc` (a WebSocket upgrade answered without
+    // hyper never uses it), not a copy of every route's captured state.
+    let service = std::sync::Arc::new(warp::service(routes));
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -54,20 +65,26 @@ where
             debug!(%peer, error = %e, "could not set TCP_NODELAY");
         }
         let service = service.clone();
+        let state = state.clone();
         tokio::spawn(async move {
+            let Some(stream) = early_upgrade::serve_or_return(stream, peer, &state).await else {
+                return;
+            };
             let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 if req.headers().contains_key(hyper::header::UPGRADE) {
                     let on_upgrade = hyper::upgrade::on(&mut req);
                     req.extensions_mut().insert(UpgradeSlot::new(on_upgrade));
                 }
                 req.extensions_mut().insert(PeerAddr(peer));
-                let mut service = service.clone();
+                let mut service = (*service).clone();
                 service.call(req)
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
                 .with_upgrades();
-            if let Err(e) = conn.await {
+            // Boxed: hyper's connection state (3 KB) is allocated only for connections
+            // that need it, not laid out in every task waiting for its first request.
+            if let Err(e) = Box::pin(conn).await {
                 debug!(%peer, error = %e, "http connection ended with an error");
             }
         });

@@ -318,6 +318,81 @@ async fn invalid_document_names_get_http_400_and_unknown_paths_404() {
     assert_eq!((status, body.as_str()), (200, "ok"));
 }
 
+/// Raw upgrade requests, as a client with its own HTTP code might send them: the head in
+/// pieces (the server must wait for the rest), or with the first WebSocket frame in the same
+/// write (the server must not lose it). Either way the connection syncs.
+#[tokio::test]
+async fn upgrades_in_pieces_or_with_a_frame_behind_them_sync() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start(&[]);
+    let seed = Client::connect(&server.acks_url("raw-up")).await;
+    seed.insert(0, "seeded");
+    seed.wait_saved().await;
+    let head = format!(
+        "GET /ws/raw-up HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n",
+        server.port
+    );
+    // A masked binary frame (mask 0) holding SyncStep1 with an empty state vector.
+    let step1 = [0u8, 0, 1, 0];
+    let mut frame = vec![0x82, 0x80 | step1.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(&step1);
+    for split in [None, Some(17), Some(head.len() - 1)] {
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+            .await
+            .unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let mut bytes = head.clone().into_bytes();
+        bytes.extend_from_slice(&frame);
+        if let Some(at) = split {
+            tcp.write_all(&bytes[..at]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            tcp.write_all(&bytes[at..]).await.unwrap();
+        } else {
+            tcp.write_all(&bytes).await.unwrap();
+        }
+        let mut response = Vec::new();
+        while !response.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8];
+            tcp.read_exact(&mut byte).await.unwrap();
+            response.push(byte[0]);
+        }
+        let response = String::from_utf8(response).unwrap().to_lowercase();
+        assert!(
+            response.starts_with("http/1.1 101"),
+            "{split:?}: {response}"
+        );
+        assert!(
+            response.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+            "{split:?}: {response}"
+        );
+        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            tcp,
+            tokio_tungstenite::tungstenite::protocol::Role::Client,
+            None,
+        )
+        .await;
+        let replica = tandem_engine::Document::new("raw");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let msg = tokio::time::timeout_at(deadline, ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("{split:?}: no SyncStep2 for the early frame"))
+                .expect("open")
+                .expect("frame");
+            let Ws::Binary(data) = msg else { continue };
+            if let Ok(codec::Message::Sync(tandem_engine::SyncMessage::Step2(update))) =
+                codec::Message::decode(&data)
+            {
+                replica.apply_update_v1(update).unwrap();
+                break;
+            }
+        }
+        assert_eq!(replica.text_string("content"), "seeded", "{split:?}");
+    }
+}
+
 #[tokio::test]
 async fn metrics_count_connections_and_messages() {
     let server = Server::start(&[]);

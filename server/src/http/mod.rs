@@ -1,4 +1,5 @@
-//! HTTP routing (warp filters only: matching, extraction, status codes).
+//! HTTP routing: warp filters (matching, extraction, status codes), and the y-websocket
+//! upgrades the listener answers before hyper (`early_upgrade`).
 
 pub mod access;
 pub mod api;
@@ -6,6 +7,7 @@ pub mod catchup;
 pub mod demo;
 pub mod dev_token;
 pub mod doc_name;
+pub mod early_upgrade;
 pub mod health;
 pub mod metrics;
 pub mod poll;
