@@ -1,11 +1,12 @@
 //! # tandem-server
 //!
 //! A y-websocket-compatible sync hub on warp + tokio. Follow one edit:
-//! `listener` accepts the socket → `http::ws` upgrades it → `hub::connection` reads the
-//! frame and hands it to the document's actor (`hub::doc_actor`), which applies it through
-//! the engine's sync session and queues one encoded frame to every connection's outbox,
-//! the sender included. `hub::registry` maps names to actors. Every applied update is
-//! numbered by the actor and group-committed to the database by `store::writer`.
+//! `listener` accepts the socket → `http::early_upgrade` (or hyper and `http::ws`) upgrades
+//! it → `hub::connection` reads the frame and hands it to the document's actor
+//! (`hub::doc_actor`), which applies it through the engine's sync session and queues one
+//! encoded frame to every connection's outbox, the sender included. `hub::registry` maps
+//! names to actors. Every applied update is numbered by the actor and group-committed to
+//! the database by `store::writer`.
 
 pub mod auth;
 pub mod cluster;

@@ -4,6 +4,10 @@
 //! here rather than by `warp::ws()` because warp offers no way to set tungstenite's read
 //! buffer, whose 128 KiB default would cost ~130 MB per thousand idle connections, nor to
 //! write frames without tungstenite's per-connection copy (`hub::socket`).
+//!
+//! Most upgrades never reach this route: the listener answers a whole upgrade head itself
+//! (`http::early_upgrade`), with the same check ([`handshake`]) and the same session
+//! ([`spawn_session`]). The route takes the rest, such as heads that arrive in pieces.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -128,6 +132,7 @@ pub(crate) struct Handshake {
 
 /// Checks a y-websocket upgrade request, or says what is wrong with it (the route answers
 /// 400 with that reason).
+///
 /// Shared by the warp route and the listener's direct upgrades (`http::early_upgrade`), so
 /// both accept exactly the same requests.
 pub(crate) fn handshake(
