@@ -82,8 +82,8 @@ pub async fn serve<F>(
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
                 .with_upgrades();
-            // Boxed: hyper's connection state (3 KB) is allocated only for connections
-            // that need it, not laid out in every task waiting for its first request.
+            // Boxed: hyper's connection state is allocated only for connections that need
+            // it, not laid out in every task waiting for its first request.
             if let Err(e) = Box::pin(conn).await {
                 debug!(%peer, error = %e, "http connection ended with an error");
             }
