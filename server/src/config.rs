@@ -125,6 +125,15 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub auth_timeout_ms: u64,
 
+    /// Milliseconds a client has to send a whole request head: the first one on a new
+    /// connection (for a WebSocket, its upgrade) and each next one on a kept-alive HTTP
+    /// connection. A connection that is silent or slower is closed, so clients that never
+    /// finish a request (slowloris) cannot pile up sockets and memory; each counts in
+    /// `tandem_limit_exceeded_total{limit="header_timeout"}`. From 100 to 3600000 (an hour).
+    #[arg(long, env = "TANDEM_HEADER_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub header_timeout_ms: u64,
+
     /// Messages a connection may send per second on average (token bucket). A fast
     /// typist with a moving cursor sends about 20; more is a runaway or hostile client,
     /// closed with 1008.
@@ -250,6 +259,11 @@ impl Config {
     /// Auth frame deadline as a [`Duration`].
     pub fn auth_timeout(&self) -> Duration {
         Duration::from_millis(self.auth_timeout_ms)
+    }
+
+    /// Request head deadline as a [`Duration`].
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_timeout_ms)
     }
 
     /// Ping interval as a [`Duration`].

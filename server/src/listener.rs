@@ -3,14 +3,15 @@
 //! sets it, and without it small frames wait ~40 ms for delayed ACKs). Each connection is
 //! served on its own task, so the loop never waits on a slow client or a loading document.
 //! A connection whose first request is a y-websocket upgrade is answered without hyper
-//! (`http::early_upgrade`); the rest are served by hyper and warp.
+//! (`http::early_upgrade`); the rest are served by hyper and warp. Either way a request
+//! head must arrive within `--header-timeout-ms`, or the connection is closed.
 
 use std::future::Future;
 use std::net::SocketAddr;
 
 use hyper::body::Incoming;
 use hyper::Request;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpSocket};
 use tower_service::Service;
 use tracing::{debug, warn};
@@ -18,6 +19,7 @@ use warp::Filter;
 
 use crate::http::early_upgrade;
 use crate::http::ws::{PeerAddr, UpgradeSlot};
+use crate::limits;
 use crate::state::AppState;
 
 /// Binds `addr` with a listen queue of `backlog`.
@@ -80,12 +82,19 @@ pub async fn serve<F>(
                 service.call(req)
             });
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(state.config.header_timeout())
                 .serve_connection(TokioIo::new(stream), svc)
                 .with_upgrades();
             // Boxed: hyper's connection state is allocated only for connections that need
             // it, not laid out in every task waiting for its first request.
-            if let Err(e) = Box::pin(conn).await {
-                debug!(%peer, error = %e, "http connection ended with an error");
+            match Box::pin(conn).await {
+                Err(e) if e.is_timeout() => {
+                    debug!(%peer, "request head not complete within --header-timeout-ms; closing");
+                    limits::exceeded("header_timeout");
+                }
+                Err(e) => debug!(%peer, error = %e, "http connection ended with an error"),
+                Ok(()) => {}
             }
         });
     }

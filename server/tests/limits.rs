@@ -307,3 +307,132 @@ async fn ten_thousand_malformed_frames_leave_the_server_up_and_every_document_in
         .wait_text(|t| t.starts_with("> document 0"), "edit after the storm")
         .await;
 }
+
+/// Reads until the server closes `tcp` (end of stream or a reset); returns what came
+/// before, or `None` if it was still open after `within`.
+async fn closed_within(tcp: &mut tokio::net::TcpStream, within: Duration) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let read_all = async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(within, read_all).await.ok()?;
+    Some(seen)
+}
+
+/// Slowloris: connections that never finish a request head are closed after
+/// `--header-timeout-ms`, whether they send nothing (the listener's own wait), half a head
+/// (hyper's), or nothing more after a first request on a kept-alive connection. Each counts
+/// as a limit. WebSockets upgraded in time, by either path, are not touched by it.
+#[tokio::test]
+async fn connections_that_never_finish_a_request_head_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    let server = Server::start(&["--header-timeout-ms", "400"]);
+    let addr = ("127.0.0.1", server.port);
+    let before = metric(
+        &server,
+        "tandem_limit_exceeded_total{limit=\"header_timeout\"}",
+    );
+    let watcher = Client::connect(&server.url("slow")).await;
+    // An upgrade whose head arrives in two pieces goes through hyper, whose timer must stop
+    // at the upgrade.
+    let mut split = raw_upgrade_in_two_pieces(server.port, "slow").await;
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let mut half = TcpStream::connect(addr).await.unwrap();
+    half.write_all(b"GET /ws/slow HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    // Not a refusal: each is still open well before the deadline...
+    for (what, tcp) in [("silent", &mut silent), ("half", &mut half)] {
+        assert!(
+            closed_within(tcp, Duration::from_millis(150))
+                .await
+                .is_none(),
+            "{what}: closed at once"
+        );
+    }
+    // ...and closed soon after it.
+    for (what, tcp) in [
+        ("silent", &mut silent),
+        ("half", &mut half),
+        ("idle", &mut idle),
+    ] {
+        let seen = closed_within(tcp, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| panic!("{what}: still open after {:?}", started.elapsed()));
+        if what == "idle" {
+            let seen = String::from_utf8_lossy(&seen);
+            assert!(seen.starts_with("HTTP/1.1 200"), "idle: {seen}");
+        } else {
+            assert!(seen.is_empty(), "{what}: answered {seen:?}");
+        }
+    }
+    assert!(started.elapsed() >= Duration::from_millis(350));
+    assert_eq!(
+        metric(
+            &server,
+            "tandem_limit_exceeded_total{limit=\"header_timeout\"}"
+        ) - before,
+        3
+    );
+    // Both WebSockets outlived the deadline and still carry edits.
+    watcher.insert(0, "still here");
+    let update = async {
+        loop {
+            let Some(Ok(Ws::Binary(data))) = split.next().await else {
+                panic!("the split-head socket was closed");
+            };
+            if let Ok(codec::Message::Sync(tandem_engine::SyncMessage::Update(_))) =
+                codec::Message::decode(&data)
+            {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), update)
+        .await
+        .expect("the edit on the split-head socket");
+    assert!(watcher.closed().is_none());
+}
+
+/// A WebSocket whose upgrade head is sent in two writes 100 ms apart (so it takes hyper's
+/// path), after the 101.
+async fn raw_upgrade_in_two_pieces(port: u16, doc: &str) -> Socket {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let head = format!(
+        "GET /ws/{doc} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(&head.as_bytes()[..17]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tcp.write_all(&head.as_bytes()[17..]).await.unwrap();
+    let mut response = Vec::new();
+    while !response.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8];
+        tcp.read_exact(&mut byte).await.unwrap();
+        response.push(byte[0]);
+    }
+    assert!(response.starts_with(b"HTTP/1.1 101"));
+    tokio_tungstenite::WebSocketStream::from_raw_socket(
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp),
+        tokio_tungstenite::tungstenite::protocol::Role::Client,
+        None,
+    )
+    .await
+}

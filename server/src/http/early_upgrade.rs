@@ -21,6 +21,7 @@ use tracing::debug;
 use warp::http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::http::ws;
+use crate::limits;
 use crate::state::AppState;
 
 /// The most of a request head looked at. Browsers' y-websocket upgrades are 400 to 700
@@ -50,11 +51,19 @@ pub async fn serve_or_return(
     peer: SocketAddr,
     state: &AppState,
 ) -> Option<TcpStream> {
-    let head = match poll_fn(|cx| peek_head(&stream, cx)).await {
-        Ok(Some(head)) => head,
-        Ok(None) => return Some(stream),
-        Err(e) => {
+    // Until its first bytes: a client that sends nothing is closed here. Bytes that are not
+    // a whole upgrade go to hyper, which gives the head the same time again from then on.
+    let first = poll_fn(|cx| peek_head(&stream, cx));
+    let head = match tokio::time::timeout(state.config.header_timeout(), first).await {
+        Ok(Ok(Some(head))) => head,
+        Ok(Ok(None)) => return Some(stream),
+        Ok(Err(e)) => {
             debug!(%peer, error = %e, "connection failed before its first request");
+            return None;
+        }
+        Err(_) => {
+            debug!(%peer, "no request within --header-timeout-ms; closing");
+            limits::exceeded("header_timeout");
             return None;
         }
     };
