@@ -187,6 +187,61 @@ async fn a_retried_commit_is_harmless_and_delete_forgets_everything() {
     }
 }
 
+/// An SQLite file written before migration 20261203000001 (which rebuilds the log table
+/// to defer its document reference) keeps every document through the upgrade, and takes
+/// new writes after it. A retried commit still stores nothing twice, and deleting the
+/// document still deletes its log.
+#[tokio::test]
+async fn an_sqlite_file_from_before_the_log_rebuild_keeps_its_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/tandem.db", dir.path().display());
+    // The schema as the first release created it: only the first migration.
+    let first = tempfile::tempdir().unwrap();
+    let init = "20261123000001_init.sql";
+    let migrations = concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations/sqlite/");
+    std::fs::copy(format!("{migrations}{init}"), first.path().join(init)).unwrap();
+    {
+        use std::str::FromStr;
+        let options = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        let old = sqlx::migrate::Migrator::new(first.path()).await.unwrap();
+        old.run(&pool).await.unwrap();
+        pool.close().await;
+    }
+    let (updates, text) = edits(40);
+    let old = store::open(&url, None).await.unwrap();
+    old.commit(&[
+        write("kept", appends(&updates[..25], 1), None),
+        write("other", appends(&updates[..3], 1), None),
+    ])
+    .await
+    .unwrap();
+    drop(old);
+
+    let store = migrated(&url).await;
+    let schema: (String,) = sqlx::query_as("SELECT sql FROM sqlite_master WHERE name = 'updates'")
+        .fetch_one(&sqlx::SqlitePool::connect(&url).await.unwrap())
+        .await
+        .unwrap();
+    assert!(
+        schema.0.contains("DEFERRABLE INITIALLY DEFERRED"),
+        "{}",
+        schema.0
+    );
+    let batch = [write("kept", appends(&updates[25..], 26), None)];
+    store.commit(&batch).await.unwrap();
+    store.commit(&batch).await.unwrap();
+    assert_eq!(loaded_text(&*store, "kept").await, (text, 40, 40));
+    assert!(store.delete("other", None).await.unwrap());
+    let left: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM updates")
+        .fetch_one(&sqlx::SqlitePool::connect(&url).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(left.0, 40, "the deleted document's log went with it");
+}
+
 /// A node that missed a delete (cluster mode, Redis down) must not store part of the
 /// document again: its writes name the row they continue, and the store refuses them.
 #[tokio::test]

@@ -171,8 +171,11 @@ async fn insert_log(
         .flat_map(|(w, id)| w.appends.iter().map(move |a| (id.as_str(), a)))
         .collect();
     for chunk in rows.chunks(INSERT_CHUNK) {
+        // OR IGNORE rather than ON CONFLICT DO NOTHING: with the document reference
+        // deferred too, no row can fail on its own, so SQLite keeps no statement journal
+        // (migration 20261203000001 says why that matters).
         let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO updates (doc_id, seq, data, origin, created_at) ",
+            "INSERT OR IGNORE INTO updates (doc_id, seq, data, origin, created_at) ",
         );
         q.push_values(chunk, |mut row, (id, a)| {
             row.push_bind(*id)
@@ -181,7 +184,6 @@ async fn insert_log(
                 .push_bind(&*a.origin)
                 .push_bind(now);
         });
-        q.push(" ON CONFLICT (doc_id, seq) DO NOTHING");
         q.build()
             .persistent(false)
             .execute(&mut *conn)
