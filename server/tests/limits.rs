@@ -329,7 +329,8 @@ async fn closed_within(tcp: &mut tokio::net::TcpStream, within: Duration) -> Opt
 /// Slowloris: connections that never finish a request head are closed after
 /// `--header-timeout-ms`, whether they send nothing (the listener's own wait), half a head
 /// (hyper's), or nothing more after a first request on a kept-alive connection. Each counts
-/// as a limit. WebSockets upgraded in time, by either path, are not touched by it.
+/// as a limit. WebSockets upgraded in time, by either path, and an event stream are not
+/// touched by it.
 #[tokio::test]
 async fn connections_that_never_finish_a_request_head_are_closed() {
     use tokio::io::AsyncWriteExt;
@@ -344,6 +345,9 @@ async fn connections_that_never_finish_a_request_head_are_closed() {
     // An upgrade whose head arrives in two pieces goes through hyper, whose timer must stop
     // at the upgrade.
     let mut split = raw_upgrade_in_two_pieces(server.port, "slow").await;
+    // A response that streams for longer than the deadline (SSE) is not a head being read.
+    let (mut events, _reader) =
+        support::sse_stream(server.port, "/api/docs/slow/events", &[]).await;
     let mut silent = TcpStream::connect(addr).await.unwrap();
     let mut half = TcpStream::connect(addr).await.unwrap();
     half.write_all(b"GET /ws/slow HTTP/1.1\r\nHost: 127.0.0.1\r\n")
@@ -404,6 +408,17 @@ async fn connections_that_never_finish_a_request_head_are_closed() {
     tokio::time::timeout(Duration::from_secs(5), update)
         .await
         .expect("the edit on the split-head socket");
+    let streamed = async {
+        while let Some(event) = events.recv().await {
+            if event.event == "update" {
+                return;
+            }
+        }
+        panic!("the event stream ended");
+    };
+    tokio::time::timeout(Duration::from_secs(5), streamed)
+        .await
+        .expect("the edit on the event stream");
     assert!(watcher.closed().is_none());
 }
 
