@@ -126,10 +126,14 @@ pub struct Config {
     pub auth_timeout_ms: u64,
 
     /// Milliseconds a client has to send a whole request head: the first one on a new
-    /// connection (for a WebSocket, its upgrade) and each next one on a kept-alive HTTP
-    /// connection. A connection that is silent or slower is closed, so clients that never
-    /// finish a request (slowloris) cannot pile up sockets and memory; each counts in
-    /// `tandem_limit_exceeded_total{limit="header_timeout"}`. From 100 to 3600000 (an hour).
+    /// connection (for a WebSocket, its upgrade; up to twice this if it arrives in pieces,
+    /// since the first bytes and then the rest each get this long) and each next one on a
+    /// kept-alive HTTP connection. A connection that is silent or slower is closed, so
+    /// clients that never finish a request head (slowloris) cannot pile up sockets and
+    /// memory; a first request that times out counts in
+    /// `tandem_limit_exceeded_total{limit="header_timeout"}`, an idle kept-alive connection
+    /// does not. A reverse proxy should keep idle upstream connections for less than this.
+    /// From 100 to 3600000 (an hour).
     #[arg(long, env = "TANDEM_HEADER_TIMEOUT_MS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub header_timeout_ms: u64,

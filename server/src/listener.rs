@@ -8,6 +8,8 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use hyper::body::Incoming;
 use hyper::Request;
@@ -48,7 +50,7 @@ pub async fn serve<F>(
 {
     // Shared: each connection's task holds an `Arc` (a WebSocket upgrade answered without
     // hyper never uses it), not a copy of every route's captured state.
-    let service = std::sync::Arc::new(warp::service(routes));
+    let service = Arc::new(warp::service(routes));
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -72,7 +74,12 @@ pub async fn serve<F>(
             let Some(stream) = early_upgrade::serve_or_return(stream, peer, &state).await else {
                 return;
             };
+            // Whether a request was served: after one, a timeout is a kept-alive connection
+            // left idle, which is closed like any other but is no client breaking a limit.
+            let served = Arc::new(AtomicBool::new(false));
+            let serving = served.clone();
             let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                serving.store(true, Ordering::Relaxed);
                 if req.headers().contains_key(hyper::header::UPGRADE) {
                     let on_upgrade = hyper::upgrade::on(&mut req);
                     req.extensions_mut().insert(UpgradeSlot::new(on_upgrade));
@@ -89,6 +96,9 @@ pub async fn serve<F>(
             // Boxed: hyper's connection state is allocated only for connections that need
             // it, not laid out in every task waiting for its first request.
             match Box::pin(conn).await {
+                Err(e) if e.is_timeout() && served.load(Ordering::Relaxed) => {
+                    debug!(%peer, "kept-alive connection idle for --header-timeout-ms; closed");
+                }
                 Err(e) if e.is_timeout() => {
                     debug!(%peer, "request head not complete within --header-timeout-ms; closing");
                     limits::exceeded("header_timeout");

@@ -219,6 +219,30 @@ async fn an_sqlite_file_from_before_the_log_rebuild_keeps_its_documents() {
     .await
     .unwrap();
     drop(old);
+    // A document deleted in the sqlite3 shell, whose foreign keys are off by default,
+    // leaves its log behind: the upgrade must not fail on it.
+    {
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        sqlx::query("INSERT INTO documents (id, name, created_at, updated_at) VALUES ('gone', 'gone', 0, 0)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO updates VALUES ('gone', 1, x'00', 'shell', 0)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+        sqlx::query("PRAGMA foreign_keys = OFF")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM documents WHERE id = 'gone'")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        drop(conn);
+        pool.close().await;
+    }
 
     let store = migrated(&url).await;
     let schema: (String,) = sqlx::query_as("SELECT sql FROM sqlite_master WHERE name = 'updates'")
@@ -234,12 +258,21 @@ async fn an_sqlite_file_from_before_the_log_rebuild_keeps_its_documents() {
     store.commit(&batch).await.unwrap();
     store.commit(&batch).await.unwrap();
     assert_eq!(loaded_text(&*store, "kept").await, (text, 40, 40));
+    let other = Document::new("other");
+    for u in &updates[..3] {
+        other.apply_update_v1(u).unwrap();
+    }
+    let other_text = other.text_string("content");
+    assert_eq!(loaded_text(&*store, "other").await, (other_text, 3, 3));
     assert!(store.delete("other", None).await.unwrap());
     let left: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM updates")
         .fetch_one(&sqlx::SqlitePool::connect(&url).await.unwrap())
         .await
         .unwrap();
-    assert_eq!(left.0, 40, "the deleted document's log went with it");
+    assert_eq!(
+        left.0, 40,
+        "the deleted document's log went with it, and the orphan was not copied"
+    );
 }
 
 /// A node that missed a delete (cluster mode, Redis down) must not store part of the

@@ -173,7 +173,9 @@ async fn insert_log(
     for chunk in rows.chunks(INSERT_CHUNK) {
         // OR IGNORE rather than ON CONFLICT DO NOTHING: with the document reference
         // deferred too, no row can fail on its own, so SQLite keeps no statement journal
-        // (migration 20261203000001 says why that matters).
+        // (migration 20261203000001 says why that matters). The two differ only for a
+        // NULL in a NOT NULL column, which OR IGNORE would skip: every value bound below
+        // is a non-null Rust value.
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT OR IGNORE INTO updates (doc_id, seq, data, origin, created_at) ",
         );
