@@ -323,17 +323,12 @@ async fn invalid_document_names_get_http_400_and_unknown_paths_404() {
 /// write (the server must not lose it). Either way the connection syncs.
 #[tokio::test]
 async fn upgrades_in_pieces_or_with_a_frame_behind_them_sync() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let server = Server::start(&[]);
     let seed = Client::connect(&server.acks_url("raw-up")).await;
     seed.insert(0, "seeded");
     seed.wait_saved().await;
-    let head = format!(
-        "GET /ws/raw-up HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nUpgrade: websocket\r\n\
-         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-         Sec-WebSocket-Version: 13\r\n\r\n",
-        server.port
-    );
+    let head = support::upgrade_head(server.port, "raw-up");
     // A masked binary frame (mask 0) holding SyncStep1 with an empty state vector.
     let step1 = [0u8, 0, 1, 0];
     let mut frame = vec![0x82, 0x80 | step1.len() as u8, 0, 0, 0, 0];
@@ -352,13 +347,7 @@ async fn upgrades_in_pieces_or_with_a_frame_behind_them_sync() {
         } else {
             tcp.write_all(&bytes).await.unwrap();
         }
-        let mut response = Vec::new();
-        while !response.ends_with(b"\r\n\r\n") {
-            let mut byte = [0u8];
-            tcp.read_exact(&mut byte).await.unwrap();
-            response.push(byte[0]);
-        }
-        let response = String::from_utf8(response).unwrap().to_lowercase();
+        let response = support::read_response_head(&mut tcp).await.to_lowercase();
         assert!(
             response.starts_with("http/1.1 101"),
             "{split:?}: {response}"

@@ -434,25 +434,16 @@ async fn connections_that_never_finish_a_request_head_are_closed() {
 /// A WebSocket whose upgrade head is sent in two writes 300 ms apart (so it takes hyper's
 /// path), after the 101.
 async fn raw_upgrade_in_two_pieces(port: u16, doc: &str) -> Socket {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
-    let head = format!(
-        "GET /ws/{doc} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n\
-         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-         Sec-WebSocket-Version: 13\r\n\r\n"
-    );
+    let head = support::upgrade_head(port, doc);
     tcp.write_all(&head.as_bytes()[..17]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     tcp.write_all(&head.as_bytes()[17..]).await.unwrap();
-    let mut response = Vec::new();
-    while !response.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8];
-        tcp.read_exact(&mut byte).await.unwrap();
-        response.push(byte[0]);
-    }
-    assert!(response.starts_with(b"HTTP/1.1 101"));
+    let response = support::read_response_head(&mut tcp).await;
+    assert!(response.starts_with("HTTP/1.1 101"), "{response}");
     tokio_tungstenite::WebSocketStream::from_raw_socket(
         tokio_tungstenite::MaybeTlsStream::Plain(tcp),
         tokio_tungstenite::tungstenite::protocol::Role::Client,

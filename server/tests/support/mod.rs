@@ -243,6 +243,29 @@ pub async fn raw(url: &str) -> Socket {
         .0
 }
 
+/// A client's WebSocket upgrade request to `/ws/{doc}` on `port`, written by hand (for
+/// tests that send it in pieces or with a frame behind it). The key's accept value is
+/// `s3pPLMBiTxaQ9kYGzzhZRbK+xOo=`.
+pub fn upgrade_head(port: u16, doc: &str) -> String {
+    format!(
+        "GET /ws/{doc} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+}
+
+/// Reads a response head byte by byte, so nothing after it is taken from the socket.
+pub async fn read_response_head(tcp: &mut TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8];
+        tcp.read_exact(&mut byte).await.expect("a response head");
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).expect("an ASCII head")
+}
+
 /// Reads until the server closes; returns its close frame (code, reason).
 pub async fn close_of(ws: &mut Socket) -> Option<(u16, String)> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
