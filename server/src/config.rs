@@ -138,6 +138,17 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub header_timeout_ms: u64,
 
+    /// Milliseconds a client has, once its request head is in, to send the whole body of a
+    /// POST (an update or presence over plain HTTP, a document import). Slower, and it gets
+    /// 408 and its connection is closed, with nothing of the body applied: a client that
+    /// trickles a body byte by byte cannot hold a socket and a task for ever. Counts in
+    /// `tandem_limit_exceeded_total{limit="body_timeout"}`. The default sends
+    /// `--max-frame-bytes` (16 MiB) at 4.5 Mbit/s; raise it for large imports over slow
+    /// links. From 100 to 3600000 (an hour).
+    #[arg(long, env = "TANDEM_BODY_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub body_timeout_ms: u64,
+
     /// Messages a connection may send per second on average (token bucket). A fast
     /// typist with a moving cursor sends about 20; more is a runaway or hostile client,
     /// closed with 1008.
@@ -270,6 +281,11 @@ impl Config {
         Duration::from_millis(self.header_timeout_ms)
     }
 
+    /// Request body deadline as a [`Duration`].
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_timeout_ms)
+    }
+
     /// Ping interval as a [`Duration`].
     pub fn ping_interval(&self) -> Duration {
         Duration::from_millis(self.ping_interval_ms)
@@ -295,6 +311,8 @@ mod tests {
         ("--presence-batch-ms", 10_000),
         ("--idle-unload-ms", MAX_DELAY_MS),
         ("--ping-interval-ms", 3_600_000),
+        ("--header-timeout-ms", 3_600_000),
+        ("--body-timeout-ms", 3_600_000),
     ];
 
     #[test]
@@ -322,6 +340,8 @@ mod tests {
             "--sse-heartbeat-ms",
             "--auth-timeout-ms",
             "--ping-interval-ms",
+            "--header-timeout-ms",
+            "--body-timeout-ms",
         ] {
             assert!(
                 Config::try_parse_from(["tandem-server", flag, "0"]).is_err(),

@@ -451,3 +451,112 @@ async fn raw_upgrade_in_two_pieces(port: u16, doc: &str) -> Socket {
     )
     .await
 }
+
+/// A POST whose body trickles in past `--body-timeout-ms` (an edit, or a document import)
+/// gets 408 and its connection is closed, with nothing of the body applied and the limit
+/// counted; one whose body comes in pieces within the deadline is applied. A client that declares a body and sends it a byte
+/// at a time can no longer hold its socket for ever.
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_is_refused_and_applies_nothing() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    let server = Server::start(&["--body-timeout-ms", "1000"]);
+    let limit = "tandem_limit_exceeded_total{limit=\"body_timeout\"}";
+    let before = metric(&server, limit);
+    let watcher = Client::connect(&server.url("trickle")).await;
+    watcher.insert(0, "kept");
+    let edit = |text: &str| {
+        let doc = Document::new("trickle");
+        let content = doc.text("content");
+        doc.edit_with_update(|e| e.insert(&content, 0, text).unwrap())
+            .1
+            .unwrap()
+    };
+    let addr = ("127.0.0.1", server.port);
+
+    // Too slow, on both routes that take an update (a POSTed edit and an import): half the
+    // body at once, a byte at 0.3 and at 0.6 s, then nothing.
+    let late = edit("late ");
+    let started = tokio::time::Instant::now();
+    for seen in futures_util::future::join_all(
+        ["updates", "state"].map(|route| stalled_post(server.port, route, &late)),
+    )
+    .await
+    {
+        assert!(seen.starts_with("HTTP/1.1 408"), "answered {seen}");
+        assert!(seen.contains("--body-timeout-ms"), "with a reason: {seen}");
+    }
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert_eq!(metric(&server, limit) - before, 2);
+
+    // In time: the body in three pieces 0.2 s apart.
+    let prompt = edit("prompt ");
+    let mut paced = TcpStream::connect(addr).await.unwrap();
+    paced
+        .write_all(post_head("updates", &prompt).as_bytes())
+        .await
+        .unwrap();
+    for piece in prompt.chunks(prompt.len().div_ceil(3)) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        paced.write_all(piece).await.unwrap();
+    }
+    let response = support::read_response_head(&mut paced).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    watcher
+        .wait_text(|t| t.contains("prompt "), "the paced body applied")
+        .await;
+
+    // The late body changed nothing: a fresh client sees only the other two edits.
+    let fresh = Client::connect(&server.url("trickle")).await;
+    fresh
+        .wait_text(|t| t.contains("prompt ") && t.contains("kept"), "synced")
+        .await;
+    assert!(!fresh.text().contains("late"), "{}", fresh.text());
+    assert!(!watcher.text().contains("late"), "{}", watcher.text());
+    assert_eq!(
+        metric(&server, limit) - before,
+        2,
+        "the paced body did not count"
+    );
+    assert!(watcher.closed().is_none());
+}
+
+/// The head of a POST of `body` to `/api/docs/trickle/{route}`.
+fn post_head(route: &str, body: &[u8]) -> String {
+    format!(
+        "POST /api/docs/trickle/{route} HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+}
+
+/// POSTs half of `body`, a byte at 0.3 and at 0.6 s, then nothing; returns what the server
+/// answered before it closed the connection. (Stopping short of the deadline keeps the
+/// server's receive buffer empty when it closes, so the close is a FIN after the answer,
+/// not a reset that could discard it.)
+async fn stalled_post(port: u16, route: &str, body: &[u8]) -> String {
+    use tokio::io::AsyncWriteExt;
+    assert!(body.len() / 2 > 3, "bytes left to send after the trickle");
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tcp.write_all(post_head(route, body).as_bytes())
+        .await
+        .unwrap();
+    tcp.write_all(&body[..body.len() / 2]).await.unwrap();
+    for byte in &body[body.len() / 2..body.len() / 2 + 2] {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tcp.write_all(std::slice::from_ref(byte)).await.unwrap();
+    }
+    // Not refused at once: still open a little before the deadline.
+    assert!(
+        closed_within(&mut tcp, Duration::from_millis(200))
+            .await
+            .is_none(),
+        "{route}: closed before the deadline"
+    );
+    let seen = closed_within(&mut tcp, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|| panic!("{route}: the stalled connection is still open"));
+    String::from_utf8_lossy(&seen).into_owned()
+}

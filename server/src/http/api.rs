@@ -24,8 +24,8 @@ use warp::Filter;
 
 use crate::auth::{Grant, Mode};
 use crate::http::access::{doc_access, token, Denied};
-use crate::http::doc_name;
 use crate::http::ws::PeerAddr;
+use crate::http::{body, doc_name};
 use crate::hub::command::{ApiError, Command, PostBody};
 use crate::state::AppState;
 
@@ -50,6 +50,7 @@ pub fn routes(
     state: AppState,
 ) -> impl Filter<Extract = (Response<Body>,), Error = warp::Rejection> + Clone {
     let max_body = state.config.max_frame_bytes as u64;
+    let body_timeout = state.config.body_timeout();
     let auth = state.auth.clone();
     let with_state = warp::any().map(move || state.clone());
     let docs = warp::path!("api" / "docs");
@@ -78,8 +79,7 @@ pub fn routes(
         .then(export);
     let import = state_writer
         .and(warp::post())
-        .and(warp::body::content_length_limit(max_body))
-        .and(warp::body::bytes())
+        .and(body::whole(max_body, body_timeout))
         .and(warp::ext::optional::<PeerAddr>())
         .and(with_state.clone())
         .then(import);

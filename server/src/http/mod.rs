@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod api;
+pub mod body;
 pub mod catchup;
 pub mod demo;
 pub mod dev_token;
@@ -47,6 +48,23 @@ fn rejection(rej: &warp::Rejection) -> warp::http::Response<warp::hyper::body::B
         (StatusCode::BAD_REQUEST, why.to_string())
     } else if rej.is_not_found() {
         (StatusCode::NOT_FOUND, "not found".to_owned())
+    } else if rej.find::<body::BodyTimeout>().is_some() {
+        // The rest of the body may still be on its way: the connection cannot carry another
+        // request, so it is closed rather than drained.
+        let mut response = api::error(
+            StatusCode::REQUEST_TIMEOUT,
+            "the body did not arrive within --body-timeout-ms",
+        );
+        response.headers_mut().insert(
+            warp::http::header::CONNECTION,
+            warp::http::HeaderValue::from_static("close"),
+        );
+        return response;
+    } else if let Some(body::BodyUnreadable(why)) = rej.find() {
+        (
+            StatusCode::BAD_REQUEST,
+            format!("the body could not be read: {why}"),
+        )
     } else if rej.find::<warp::reject::PayloadTooLarge>().is_some() {
         (
             StatusCode::PAYLOAD_TOO_LARGE,

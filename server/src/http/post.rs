@@ -21,6 +21,7 @@ use warp::Filter;
 use crate::auth::{Grant, Mode};
 use crate::http::access::doc_access;
 use crate::http::api::{api_error, error, json, origin_of};
+use crate::http::body;
 use crate::http::ws::PeerAddr;
 use crate::hub::command::{Command, PostBody};
 use crate::state::AppState;
@@ -30,13 +31,13 @@ pub fn routes(
     state: AppState,
 ) -> impl Filter<Extract = (Response<Body>,), Error = warp::Rejection> + Clone {
     let max_body = state.config.max_frame_bytes as u64;
+    let body_timeout = state.config.body_timeout();
     let post = move |tail: &'static str, need: Mode, kind: fn(Bytes) -> PostBody| {
         let state = state.clone();
         doc_access(state.auth.clone(), tail, need)
             .and(warp::post())
             .and(warp::query::<HashMap<String, String>>())
-            .and(warp::body::content_length_limit(max_body))
-            .and(warp::body::bytes())
+            .and(body::whole(max_body, body_timeout))
             .and(warp::ext::optional::<PeerAddr>())
             .then(move |name, grant, query, body, peer| {
                 post(state.clone(), name, grant, query, kind(body), peer)
