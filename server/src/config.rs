@@ -149,6 +149,17 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub body_timeout_ms: u64,
 
+    /// Milliseconds a response write to a plain HTTP connection (an export, an event stream,
+    /// a long-poll's answer) may wait without the client taking a byte; then the connection
+    /// is closed. A client that stops reading would otherwise hold its connection and the
+    /// unsent part of its answer for ever. The clock runs only while a write waits, so slow
+    /// readers that keep reading and idle connections are not cut off. Counts in
+    /// `tandem_limit_exceeded_total{limit="write_timeout"}`. WebSockets bound their writes
+    /// by `--ping-interval-ms` instead. From 100 to 3600000 (an hour).
+    #[arg(long, env = "TANDEM_WRITE_TIMEOUT_MS", default_value_t = 60_000,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub write_timeout_ms: u64,
+
     /// Messages a connection may send per second on average (token bucket). A fast
     /// typist with a moving cursor sends about 20; more is a runaway or hostile client,
     /// closed with 1008.
@@ -286,6 +297,11 @@ impl Config {
         Duration::from_millis(self.body_timeout_ms)
     }
 
+    /// Response write stall deadline as a [`Duration`].
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout_ms)
+    }
+
     /// Ping interval as a [`Duration`].
     pub fn ping_interval(&self) -> Duration {
         Duration::from_millis(self.ping_interval_ms)
@@ -313,6 +329,7 @@ mod tests {
         ("--ping-interval-ms", 3_600_000),
         ("--header-timeout-ms", 3_600_000),
         ("--body-timeout-ms", 3_600_000),
+        ("--write-timeout-ms", 3_600_000),
     ];
 
     #[test]
@@ -342,6 +359,7 @@ mod tests {
             "--ping-interval-ms",
             "--header-timeout-ms",
             "--body-timeout-ms",
+            "--write-timeout-ms",
         ] {
             assert!(
                 Config::try_parse_from(["tandem-server", flag, "0"]).is_err(),

@@ -18,6 +18,7 @@ pub mod listener;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod write_deadline;
 
 use std::future::Future;
 use std::sync::Arc;

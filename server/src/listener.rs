@@ -4,7 +4,8 @@
 //! served on its own task, so the loop never waits on a slow client or a loading document.
 //! A connection whose first request is a y-websocket upgrade is answered without hyper
 //! (`http::early_upgrade`); the rest are served by hyper and warp. Either way a request
-//! head must arrive within `--header-timeout-ms`, or the connection is closed.
+//! head must arrive within `--header-timeout-ms`, or the connection is closed; hyper's
+//! writes may not stall for longer than `--write-timeout-ms` ([`WriteDeadline`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use crate::http::early_upgrade;
 use crate::http::ws::{PeerAddr, UpgradeSlot};
 use crate::limits;
 use crate::state::AppState;
+use crate::write_deadline::WriteDeadline;
 
 /// Binds `addr` with a listen queue of `backlog`.
 pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
@@ -91,7 +93,10 @@ pub async fn serve<F>(
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(state.config.header_timeout())
-                .serve_connection(TokioIo::new(stream), svc)
+                .serve_connection(
+                    TokioIo::new(WriteDeadline::new(stream, state.config.write_timeout())),
+                    svc,
+                )
                 .with_upgrades();
             // Boxed: hyper's connection state is allocated only for connections that need
             // it, not laid out in every task waiting for its first request.

@@ -560,3 +560,82 @@ async fn stalled_post(port: u16, route: &str, body: &[u8]) -> String {
         .unwrap_or_else(|| panic!("{route}: the stalled connection is still open"));
     String::from_utf8_lossy(&seen).into_owned()
 }
+
+/// A client that asks for a large answer (an 8 MB document's export) and never reads it has
+/// its connection closed once the server's write has waited `--write-timeout-ms`, counted as
+/// a limit, so it cannot hold the unsent answer in memory for ever; a client that reads gets
+/// the whole answer, and a long-poll waiting past the deadline is not cut off.
+#[tokio::test]
+async fn a_client_that_stops_reading_its_answer_is_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    const EXPORT: &[u8] = b"GET /api/docs/big/state HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    let server = Server::start(&["--write-timeout-ms", "1000"]);
+    let limit = "tandem_limit_exceeded_total{limit=\"write_timeout\"}";
+    let before = metric(&server, limit);
+    let doc = Document::new("big");
+    let content = doc.text("content");
+    let text = "x".repeat(8 << 20);
+    let update = doc
+        .edit_with_update(|e| e.insert(&content, 0, &text).unwrap())
+        .1
+        .unwrap();
+    let (status, body) = server.request("POST", "/api/docs/big/state", &update);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    // A long-poll with nothing to answer for 3 s: idle, not stalled.
+    let (status, caught_up) = server.json("GET", "/api/docs/big/poll?since=0&timeout=1", b"");
+    assert_eq!(status, 200);
+    let path = format!(
+        "/api/docs/big/poll?since={}&aw={}&timeout=3",
+        caught_up["since"], caught_up["aw"]
+    );
+    let port = server.port;
+    let poll =
+        tokio::task::spawn_blocking(move || support::http_exchange(port, "GET", &path, &[], b""));
+
+    // Asks for the export with a 4 KiB receive window and reads nothing.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket
+        .connect(([127, 0, 0, 1], server.port).into())
+        .await
+        .unwrap();
+    stalled.write_all(EXPORT).await.unwrap();
+    let asked = tokio::time::Instant::now();
+    while metric(&server, limit) == before {
+        assert!(
+            asked.elapsed() < Duration::from_secs(10),
+            "the stalled export was never cut off"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        asked.elapsed() >= Duration::from_millis(900),
+        "cut off early"
+    );
+    assert_eq!(metric(&server, limit) - before, 1);
+    // What the kernel had buffered still arrives, then the end: never the whole answer.
+    let seen = closed_within(&mut stalled, Duration::from_secs(10))
+        .await
+        .expect("the stalled connection is closed");
+    assert!(seen.starts_with(b"HTTP/1.1 200"));
+    assert!(
+        seen.len() < update.len(),
+        "{} of {} bytes",
+        seen.len(),
+        update.len()
+    );
+
+    // A reader gets all of it, and the idle long-poll was answered, not cut off.
+    let (status, exported) = server.request("GET", "/api/docs/big/state", b"");
+    assert_eq!(status, 200);
+    let copy = Document::new("copy");
+    copy.apply_update_v1(&exported).unwrap();
+    assert_eq!(copy.text_string("content").len(), text.len());
+    let answer = poll.await.unwrap().expect("the long-poll's answer");
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer[..40.min(answer.len())])
+    );
+    assert_eq!(metric(&server, limit) - before, 1);
+}

@@ -36,6 +36,7 @@ use tokio_tungstenite::WebSocketStream;
 use crate::hub::command::Out;
 use crate::hub::wire::Wire;
 use crate::hub::Close;
+use crate::write_deadline::WriteDeadline;
 
 /// Control frames (pongs, a close reply) a reader may have waiting before the client is
 /// considered to be flooding: a client that pings faster than it reads has its connection
@@ -69,9 +70,10 @@ impl Socket {
         config: WebSocketConfig,
     ) -> Result<Self, SocketError> {
         let parts = upgraded
-            .downcast::<TokioIo<TcpStream>>()
+            .downcast::<TokioIo<WriteDeadline>>()
             .map_err(|_| SocketError::NotTcp)?;
-        Ok(Self::from_tcp(parts.io.into_inner(), parts.read_buf, config).await)
+        let stream = parts.io.into_inner().into_inner();
+        Ok(Self::from_tcp(stream, parts.read_buf, config).await)
     }
 
     /// Splits a TCP stream whose WebSocket handshake is done; `early` are bytes already read

@@ -169,7 +169,7 @@ fn answers_healthz(port: u16) -> bool {
 }
 
 /// One HTTP/1.1 request on a fresh connection; the whole raw response.
-fn http_exchange(
+pub fn http_exchange(
     port: u16,
     method: &str,
     path: &str,
