@@ -49,8 +49,7 @@ pub fn doc_path(tail: &'static str) -> BoxedFilter<(String,)> {
 pub fn routes(
     state: AppState,
 ) -> impl Filter<Extract = (Response<Body>,), Error = warp::Rejection> + Clone {
-    let max_body = state.config.max_frame_bytes as u64;
-    let body_timeout = state.config.body_timeout();
+    let whole_body = body::whole(&state.config);
     let auth = state.auth.clone();
     let with_state = warp::any().map(move || state.clone());
     let docs = warp::path!("api" / "docs");
@@ -79,7 +78,7 @@ pub fn routes(
         .then(export);
     let import = state_writer
         .and(warp::post())
-        .and(body::whole(max_body, body_timeout))
+        .and(whole_body)
         .and(warp::ext::optional::<PeerAddr>())
         .and(with_state.clone())
         .then(import);

@@ -7,12 +7,11 @@
 //! slowloris heads do. Every route that reads a body reads it through [`whole`], which gives
 //! the whole body `--body-timeout-ms` from the moment its head was routed.
 
-use std::time::Duration;
-
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::{pin_mut, Stream, StreamExt};
 use warp::{Filter, Rejection};
 
+use crate::config::Config;
 use crate::limits;
 
 /// The client did not send its whole body within `--body-timeout-ms`.
@@ -29,13 +28,12 @@ pub struct BodyUnreadable(pub String);
 impl warp::reject::Reject for BodyUnreadable {}
 
 /// The request body, whole, as long as it declares its length (`Content-Length`, else 411)
-/// of at most `max` bytes (else 413) and arrives within `deadline` (else [`BodyTimeout`]).
-/// Nothing is allocated ahead for the declared length: memory grows only with what arrived.
-pub fn whole(
-    max: u64,
-    deadline: Duration,
-) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
-    warp::body::content_length_limit(max)
+/// of at most `--max-frame-bytes` (else 413) and arrives within `--body-timeout-ms` (else
+/// [`BodyTimeout`]). Nothing is allocated ahead for the declared length: memory grows only
+/// with what arrived.
+pub fn whole(config: &Config) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
+    let deadline = config.body_timeout();
+    warp::body::content_length_limit(config.max_frame_bytes as u64)
         .and(warp::body::stream())
         .and_then(move |chunks| async move {
             match tokio::time::timeout(deadline, collect(chunks)).await {

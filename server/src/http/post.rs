@@ -30,14 +30,13 @@ use crate::state::AppState;
 pub fn routes(
     state: AppState,
 ) -> impl Filter<Extract = (Response<Body>,), Error = warp::Rejection> + Clone {
-    let max_body = state.config.max_frame_bytes as u64;
-    let body_timeout = state.config.body_timeout();
+    let whole_body = body::whole(&state.config);
     let post = move |tail: &'static str, need: Mode, kind: fn(Bytes) -> PostBody| {
         let state = state.clone();
         doc_access(state.auth.clone(), tail, need)
             .and(warp::post())
             .and(warp::query::<HashMap<String, String>>())
-            .and(body::whole(max_body, body_timeout))
+            .and(whole_body.clone())
             .and(warp::ext::optional::<PeerAddr>())
             .then(move |name, grant, query, body, peer| {
                 post(state.clone(), name, grant, query, kind(body), peer)
