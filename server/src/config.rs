@@ -47,7 +47,8 @@ pub struct Config {
 
     /// Milliseconds between group commits: updates arriving meanwhile are written in one
     /// transaction. Lower means earlier "saved" acknowledgements, higher fewer transactions.
-    /// At most 60000: a longer wait only delays acknowledgements.
+    /// At most 60000: a longer wait only delays acknowledgements. A shutdown's last flush
+    /// and a delete do not wait for it.
     #[arg(long, env = "TANDEM_GROUP_COMMIT_MS", default_value_t = 50,
           value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub group_commit_ms: u64,

@@ -356,3 +356,75 @@ async fn a_document_not_in_memory_can_be_deleted() {
         assert_eq!(b.text(), "", "{backend}: the name starts afresh");
     }
 }
+
+/// A graceful shutdown writes the last edits at once, whatever `--group-commit-ms` says.
+/// With commits a minute apart and 5 s allowed for the final flush, the shutdown used to
+/// wait for a commit due only after its deadline, then exit without the edits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_stores_the_last_edits_at_once() {
+    for (backend, url, _keep) in each_backend().await {
+        let mut server = Server::start_with_db(
+            &url,
+            &["--group-commit-ms", "60000", "--shutdown-flush-ms", "5000"],
+        );
+        let a = Client::connect(&server.acks_url("last")).await;
+        a.insert(0, "first");
+        // The first commit comes at once; the next is due a minute after it.
+        a.wait_saved().await;
+        a.insert(5, " and last");
+        let b = Client::connect(&server.url("last")).await;
+        b.wait_text(|t| t == "first and last", "the server has the edit")
+            .await;
+        let asked = std::time::Instant::now();
+        server.terminate();
+        let (server_back, exit) = tokio::task::spawn_blocking(move || {
+            let exit = server.child.wait().unwrap();
+            (server, exit)
+        })
+        .await
+        .unwrap();
+        server = server_back;
+        let took = asked.elapsed();
+        assert!(exit.success(), "{backend}: exit status {exit:?}");
+        assert!(
+            took < Duration::from_secs(3),
+            "{backend}: the shutdown took {took:?} (the flush waited for the next commit)"
+        );
+        server.restart();
+        let c = Client::connect(&server.url("last")).await;
+        assert_eq!(
+            c.text(),
+            "first and last",
+            "{backend}: the last edit was stored"
+        );
+    }
+}
+
+/// A delete does not wait for the next group commit either: with commits a minute apart it
+/// held the API call, and refused the document's new clients, for up to that minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_is_answered_without_waiting_for_the_next_commit() {
+    for (backend, url, _keep) in each_backend().await {
+        let server = Server::start_with_db(&url, &["--group-commit-ms", "60000"]);
+        let a = Client::connect(&server.acks_url("doomed")).await;
+        a.insert(0, "stored");
+        a.wait_saved().await;
+        a.insert(6, " and pending");
+        let b = Client::connect(&server.url("doomed")).await;
+        b.wait_text(|t| t == "stored and pending", "the server has the edit")
+            .await;
+        let asked = std::time::Instant::now();
+        let (status, body) = server.request("DELETE", "/api/docs/doomed", b"");
+        let took = asked.elapsed();
+        assert_eq!(status, 204, "{backend}: {}", String::from_utf8_lossy(&body));
+        assert!(
+            took < Duration::from_secs(3),
+            "{backend}: the delete took {took:?} (it waited for the next commit)"
+        );
+        assert_eq!(a.wait_closed().await.0, 4410, "{backend}");
+        let (status, _) = server.json("GET", "/api/docs/doomed", b"");
+        assert_eq!(status, 404, "{backend}: deleted from the store");
+        let c = Client::connect(&server.url("doomed")).await;
+        assert_eq!(c.text(), "", "{backend}: the name starts afresh");
+    }
+}

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tracing::{info, warn};
 use uuid::Uuid;
 
@@ -72,6 +72,12 @@ enum Op {
 pub struct Writer {
     tx: mpsc::UnboundedSender<Op>,
     health: Arc<Health>,
+    /// Cuts the wait for the next commit short. A flush or a delete has someone waiting
+    /// on it (a shutdown, an API call) who must not wait out `--group-commit-ms`, which
+    /// may be up to a minute: a shutdown bounded by `--shutdown-flush-ms` gave up on
+    /// updates that were only waiting for their turn. Appends do not ring it, so the task
+    /// still wakes once per commit, not once per update.
+    urgent: Arc<Notify>,
 }
 
 #[derive(Default)]
@@ -88,8 +94,9 @@ impl Writer {
     pub fn spawn(store: Arc<dyn Store>, interval: Duration) -> Writer {
         let (tx, rx) = mpsc::unbounded_channel();
         let health = Arc::new(Health::default());
-        tokio::spawn(run(store, interval, rx, health.clone()));
-        Writer { tx, health }
+        let urgent = Arc::new(Notify::new());
+        tokio::spawn(run(store, interval, rx, health.clone(), urgent.clone()));
+        Writer { tx, health, urgent }
     }
 
     /// Queues one log entry of `doc`.
@@ -125,6 +132,7 @@ impl Writer {
             own: own.cloned(),
             done,
         });
+        self.urgent.notify_one();
         wait.await.unwrap_or(Ok(false))
     }
 
@@ -132,6 +140,7 @@ impl Writer {
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();
         if self.tx.send(Op::Flush { done }).is_ok() {
+            self.urgent.notify_one();
             let _ = wait.await;
         }
     }
@@ -234,11 +243,18 @@ async fn run(
     interval: Duration,
     mut rx: mpsc::UnboundedReceiver<Op>,
     health: Arc<Health>,
+    urgent: Arc<Notify>,
 ) {
     let mut last_commit = tokio::time::Instant::now() - interval;
     while let Some(first) = rx.recv().await {
-        // Whatever arrives until `interval` after the previous commit joins this one.
-        tokio::time::sleep_until(last_commit + interval).await;
+        // Whatever arrives until `interval` after the previous commit joins this one,
+        // unless someone waits on a flush or a delete. A ring left over from a flush the
+        // previous commit already served only makes this commit early.
+        tokio::select! {
+            biased;
+            () = urgent.notified() => {}
+            () = tokio::time::sleep_until(last_commit + interval) => {}
+        }
         let mut batch = Batch::default();
         batch.add(first);
         while let Ok(op) = rx.try_recv() {
