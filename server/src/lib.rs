@@ -113,7 +113,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     )
     .await;
     info!("shutting down: closing clients and flushing documents");
-    state.registry.shutdown().await;
+    let flush_limit = std::time::Duration::from_millis(config.shutdown_flush_ms);
+    // A document busy with a delete (or a reload) answers only once the database has
+    // taken it: while the database is down, that would hold the shutdown for ever.
+    if writer
+        .patiently(flush_limit, state.registry.shutdown())
+        .await
+        .is_none()
+    {
+        tracing::error!("database unreachable at shutdown: some documents did not close");
+    }
     if let Some(cluster) = &cluster {
         // The documents published their clients' presence removals: without them the
         // other nodes would show those cursors until they expire (30 s).
@@ -129,14 +138,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     while state.connections.current() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let flush_limit = std::time::Duration::from_millis(config.shutdown_flush_ms);
-    if tokio::time::timeout(flush_limit, writer.flush())
+    if writer
+        .patiently(flush_limit, writer.flush())
         .await
-        .is_err()
+        .is_none()
     {
         tracing::error!(
             pending = writer.pending(),
             "database still unreachable at shutdown: unsaved updates are lost"
+        );
+    } else if writer.pending() > 0 {
+        tracing::error!(
+            pending = writer.pending(),
+            "the database refused some documents' updates to the end: they are lost"
         );
     }
     info!("shutdown complete");

@@ -359,13 +359,16 @@ async fn a_document_not_in_memory_can_be_deleted() {
 
 /// A graceful shutdown writes the last edits at once, whatever `--group-commit-ms` says.
 /// With commits a minute apart and 5 s allowed for the final flush, the shutdown used to
-/// wait for a commit due only after its deadline, then exit without the edits.
+/// wait for a commit due only after its deadline, then exit without the edits; with
+/// `--shutdown-flush-ms 0` it gave up on them at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_shutdown_stores_the_last_edits_at_once() {
-    for (backend, url, _keep) in each_backend().await {
+    // 0 too: the limit is for a database that is down, and used to drop the last edits
+    // with the database up.
+    for ((backend, url, _keep), limit) in each_backend().await.into_iter().zip(["5000", "0"]) {
         let mut server = Server::start_with_db(
             &url,
-            &["--group-commit-ms", "60000", "--shutdown-flush-ms", "5000"],
+            &["--group-commit-ms", "60000", "--shutdown-flush-ms", limit],
         );
         let a = Client::connect(&server.acks_url("last")).await;
         a.insert(0, "first");
@@ -427,4 +430,125 @@ async fn a_delete_is_answered_without_waiting_for_the_next_commit() {
         let c = Client::connect(&server.url("doomed")).await;
         assert_eq!(c.text(), "", "{backend}: the name starts afresh");
     }
+}
+
+/// Counter `name` in the server's `/metrics` (0 before it is first counted).
+fn counter(server: &Server, name: &str) -> f64 {
+    let (_, body) = server.http("/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A document whose writes the database refuses (here a trigger refuses two documents'
+/// log rows, as a constraint or a bad value would) holds up no other document, costs no
+/// busy loop, and loses nothing: once the database takes them, its writes are stored.
+/// Before, the writer retried the refused documents inside one commit for ever: with one
+/// of them, no other document was saved again; with two, it retried without a pause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_the_database_refuses_holds_up_no_other() {
+    use sqlx::Connection;
+    let pg = support::PgDatabase::create().await;
+    let mut server = Server::start_with_db(&pg.url, &[]);
+    let mut db = sqlx::PgConnection::connect(&pg.url).await.unwrap();
+    for statement in [
+        "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN
+           IF (SELECT name FROM documents WHERE id = NEW.doc_id) LIKE 'poison%' THEN
+             RAISE EXCEPTION 'refused by the test';
+           END IF;
+           RETURN NEW;
+         END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON updates
+           FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+    ] {
+        sqlx::query(statement).execute(&mut db).await.unwrap();
+    }
+    let fine = Client::connect(&server.acks_url("fine")).await;
+    let poison = [
+        Client::connect(&server.acks_url("poison-a")).await,
+        Client::connect(&server.acks_url("poison-b")).await,
+    ];
+    for (i, p) in poison.iter().enumerate() {
+        p.insert(0, &format!("kept {i}"));
+    }
+    fine.insert(0, "one");
+    fine.wait_saved().await;
+    let refusals = counter(&server, "tandem_persist_refused_total");
+    assert!(refusals >= 1.0, "the poison documents were refused");
+    // Later edits of the fine document are saved while the others stay refused.
+    for word in [" two", " three"] {
+        fine.insert(u32::MAX, word);
+        fine.wait_saved().await;
+    }
+    for p in &poison {
+        assert_ne!(p.saved(), Some(p.sent_updates()), "refused, not saved");
+    }
+    let before = counter(&server, "tandem_persist_refused_total");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during = counter(&server, "tandem_persist_refused_total") - before;
+    assert!(
+        during <= 20.0,
+        "{during} refusals in 2 s: retried without a pause"
+    );
+    // The database takes them again: nothing was lost.
+    sqlx::query("DROP TRIGGER refuse_poison ON updates")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    for p in &poison {
+        p.wait_saved().await;
+    }
+    server.kill();
+    server.restart();
+    for (i, name) in ["poison-a", "poison-b"].iter().enumerate() {
+        let c = Client::connect(&server.url(name)).await;
+        assert_eq!(c.text(), format!("kept {i}"));
+    }
+    let c = Client::connect(&server.url("fine")).await;
+    assert_eq!(c.text(), "one two three");
+}
+
+/// A shutdown while the database is unreachable ends soon after `--shutdown-flush-ms`,
+/// even with a document busy with a delete that waits for the database. It used to wait for
+/// that document for as long as the outage lasted (here another program holds SQLite's
+/// write lock; the server learns of the outage when its 5 s busy timeout runs out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_during_an_outage_does_not_wait_for_the_database() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/tandem.db", dir.path().display());
+    let mut server = Server::start_with_db(&url, &["--shutdown-flush-ms", "1000"]);
+    let a = Client::connect(&server.acks_url("locked")).await;
+    a.insert(0, "before");
+    a.wait_saved().await;
+    let mut lock = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    a.insert(6, " during");
+    let port = server.port;
+    // Answered only once the database takes the delete: never, here.
+    std::thread::spawn(move || {
+        let _ = support::http_exchange(port, "DELETE", "/api/docs/locked", &[], b"");
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let asked = std::time::Instant::now();
+    server.terminate();
+    let exit = tokio::task::spawn_blocking(move || {
+        while asked.elapsed() < Duration::from_secs(25) {
+            if let Some(exit) = server.child.try_wait().unwrap() {
+                return Some(exit);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    })
+    .await
+    .unwrap();
+    let took = asked.elapsed();
+    let exit = exit.unwrap_or_else(|| panic!("still running {took:?} after SIGTERM"));
+    assert!(exit.success(), "exit status {exit:?}");
+    assert!(took < Duration::from_secs(15), "the shutdown took {took:?}");
+    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
 }

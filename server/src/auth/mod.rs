@@ -156,7 +156,7 @@ impl Auth {
                 Mode::Write => Access::ReadWrite,
             },
             expires: Some(claims.expires_at()),
-            name: claims.name.map(Arc::from),
+            name: claims.name.as_deref().map(display_name),
         })
     }
 
@@ -164,4 +164,18 @@ impl Auth {
     pub fn may_list(&self, token: Option<&str>, doc: &str) -> bool {
         self.check(token, doc, Mode::Read).is_ok()
     }
+}
+
+/// Longest display name kept from a token, in characters.
+const MAX_NAME_CHARS: usize = 128;
+
+/// The token's display name as it goes into logs and into every stored update's origin:
+/// without control characters, whose NUL Postgres refuses in text (every update of the
+/// user's documents would be refused), and cut to a length a log line can carry.
+fn display_name(name: &str) -> Arc<str> {
+    name.chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_NAME_CHARS)
+        .collect::<String>()
+        .into()
 }

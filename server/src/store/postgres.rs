@@ -23,14 +23,16 @@ pub struct PgStore {
 }
 
 /// Postgres SQLSTATEs that mean "not now": connection exceptions (08), operator
-/// intervention such as a shutdown (57P0x), insufficient resources (53), serialization
-/// failures and deadlocks.
+/// intervention such as a shutdown (57P0x), insufficient resources (53, a full disk
+/// among them), serialization failures and deadlocks, and a read-only transaction
+/// (25006: connected to a standby, as during a failover).
 fn transient(code: &str) -> bool {
     code.starts_with("08")
         || code.starts_with("57P0")
         || code.starts_with("53")
         || code == "40001"
         || code == "40P01"
+        || code == "25006"
 }
 
 fn err(e: sqlx::Error) -> StoreError {

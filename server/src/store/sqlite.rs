@@ -27,11 +27,12 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
-/// SQLite result codes that mean "not now": BUSY (5), LOCKED (6) and I/O errors (10),
-/// including their extended forms (the primary code is the low byte).
+/// SQLite result codes that mean "not now": BUSY (5), LOCKED (6), I/O errors (10) and a
+/// full disk (13), including their extended forms (the primary code is the low byte). A
+/// full disk is an outage like the others: updates wait in memory until space is freed.
 fn transient(code: &str) -> bool {
     code.parse::<u32>()
-        .is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 10))
+        .is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 10 | 13))
 }
 
 fn err(e: sqlx::Error) -> StoreError {

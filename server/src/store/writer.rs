@@ -6,7 +6,10 @@
 //! During a database outage the queue grows in memory and the commit is retried with
 //! backoff (0.1 s doubling to 5 s); every edit made meanwhile is written once the database
 //! answers again. A batch that fails for a reason other than the outage is split per
-//! document, so one document the database refuses does not hold up the others.
+//! document, so one document the database refuses does not hold up the others: its writes
+//! are held aside, later ones of the same document joining them in order, and tried again
+//! on their own with the same backoff until the database takes them, while every other
+//! document's commits go on at their usual pace.
 //!
 //! A document deleted under its writes (on another node, whose notice this one missed) is
 //! fenced off: its writes are dropped, never stored as a fragment of the document, and its
@@ -40,6 +43,8 @@ pub struct Stored {
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How often [`Writer::patiently`] looks again whether the database still answers.
+const HEALTH_RECHECK: Duration = Duration::from_millis(100);
 
 /// Where the result of a delete goes.
 type DeleteDone = oneshot::Sender<Result<bool, StoreError>>;
@@ -145,6 +150,27 @@ impl Writer {
         }
     }
 
+    /// Awaits `work` (something that waits on this writer) for `limit`, and past it for as
+    /// long as the database answers: a shutdown gives up on the database when it is down,
+    /// never on a commit that is merely under way (`--shutdown-flush-ms 0` used to drop
+    /// the last edits with the database up). `None`: given up.
+    pub async fn patiently<F: std::future::Future>(
+        &self,
+        limit: Duration,
+        work: F,
+    ) -> Option<F::Output> {
+        tokio::pin!(work);
+        if let Ok(out) = tokio::time::timeout(limit, &mut work).await {
+            return Some(out);
+        }
+        while self.is_healthy() {
+            if let Ok(out) = tokio::time::timeout(HEALTH_RECHECK, &mut work).await {
+                return Some(out);
+            }
+        }
+        None
+    }
+
     /// Whether the last commit succeeded (false during an outage).
     pub fn is_healthy(&self) -> bool {
         !self.health.failing.load(Ordering::Acquire)
@@ -167,6 +193,8 @@ struct Entry {
     progress: Progress,
     max_seq: u64,
     appends: usize,
+    /// Refused by the database: when to try again, and how long to wait after that.
+    refused: Option<(Instant, Duration)>,
 }
 
 #[derive(Default)]
@@ -182,6 +210,19 @@ struct Batch {
 }
 
 impl Batch {
+    /// A batch that starts from the writes held back since a refusal, so that what their
+    /// documents wrote since joins them.
+    fn after(held: Vec<Entry>) -> Self {
+        let mut batch = Batch::default();
+        for e in held {
+            batch
+                .index
+                .insert(Arc::as_ptr(&e.progress) as usize, batch.entries.len());
+            batch.entries.push(e);
+        }
+        batch
+    }
+
     fn entry(&mut self, doc: Arc<str>, progress: Progress) -> &mut Entry {
         let actor = Arc::as_ptr(&progress) as usize;
         let i = *self.index.entry(actor).or_insert_with(|| {
@@ -197,6 +238,7 @@ impl Batch {
                 progress,
                 max_seq: 0,
                 appends: 0,
+                refused: None,
             });
             self.entries.len() - 1
         });
@@ -246,7 +288,17 @@ async fn run(
     urgent: Arc<Notify>,
 ) {
     let mut last_commit = tokio::time::Instant::now() - interval;
-    while let Some(first) = rx.recv().await {
+    // Writes the database refused, waiting for their next try.
+    let mut held: Vec<Entry> = Vec::new();
+    loop {
+        let retry_at = held.iter().filter_map(|e| e.refused).map(|r| r.0).min();
+        let first = tokio::select! {
+            op = rx.recv() => match op {
+                Some(op) => Some(op),
+                None => break,
+            },
+            () = sleep_until_opt(retry_at) => None,
+        };
         // Whatever arrives until `interval` after the previous commit joins this one,
         // unless someone waits on a flush or a delete. A ring left over from a flush the
         // previous commit already served only makes this commit early.
@@ -255,8 +307,10 @@ async fn run(
             () = urgent.notified() => {}
             () = tokio::time::sleep_until(last_commit + interval) => {}
         }
-        let mut batch = Batch::default();
-        batch.add(first);
+        let mut batch = Batch::after(std::mem::take(&mut held));
+        if let Some(op) = first {
+            batch.add(op);
+        }
         while let Ok(op) = rx.try_recv() {
             batch.add(op);
         }
@@ -268,7 +322,30 @@ async fn run(
             }
             !gone
         });
-        commit(&*store, &mut batch.entries, &health).await;
+        // A deleted document's held writes could only bring part of it back.
+        for (doc, _, _) in &batch.deletes {
+            batch.entries.retain(|e| {
+                let dropped = e.refused.is_some() && e.write.name == *doc;
+                if dropped {
+                    drop_pending(&health, e.appends);
+                }
+                !dropped
+            });
+        }
+        // Held writes wait for their time, with what joined them, unless a flush (a
+        // shutdown) asks for one last try.
+        let now = Instant::now();
+        let last_try = !batch.flushes.is_empty();
+        let (mut due, waiting): (Vec<Entry>, Vec<Entry>) = batch
+            .entries
+            .drain(..)
+            .partition(|e| last_try || e.refused.is_none_or(|(at, _)| at <= now));
+        held = waiting;
+        for mut e in commit(&*store, &mut due, &health).await {
+            let wait = e.refused.map_or(BACKOFF_START, |(_, wait)| wait);
+            e.refused = Some((Instant::now() + wait, (wait * 2).min(BACKOFF_MAX)));
+            held.push(e);
+        }
         last_commit = tokio::time::Instant::now();
         if let Some(oldest) = batch.oldest {
             metrics::histogram!("tandem_persist_lag_seconds")
@@ -290,9 +367,18 @@ async fn run(
     info!("persistence writer stopped");
 }
 
-/// Commits `entries`, retrying until every one is durable; reports each to its document.
-async fn commit(store: &dyn Store, entries: &mut Vec<Entry>, health: &Health) {
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Commits `entries`, retrying through an outage until every one is durable, and reports
+/// each to its document; hands back those the database refused for another reason.
+async fn commit(store: &dyn Store, entries: &mut Vec<Entry>, health: &Health) -> Vec<Entry> {
     let mut backoff = BACKOFF_START;
+    let mut refused = Vec::new();
     while !entries.is_empty() {
         let writes: Vec<DocWrite> = entries.iter().map(|e| e.write.clone()).collect();
         let started = Instant::now();
@@ -305,7 +391,7 @@ async fn commit(store: &dyn Store, entries: &mut Vec<Entry>, health: &Health) {
                 for (e, row) in entries.drain(..).zip(rows) {
                     done(health, &e, row);
                 }
-                return;
+                return refused;
             }
             Err(StoreError::Deleted { writes: gone, .. }) => {
                 // The store names at least one of the writes (`deleted_under`); the others
@@ -325,18 +411,26 @@ async fn commit(store: &dyn Store, entries: &mut Vec<Entry>, health: &Health) {
             }
             Err(e) if !e.is_transient() && entries.len() > 1 => {
                 warn!(error = %e, documents = entries.len(), "group commit refused; committing documents one by one");
-                let mut refused = Vec::new();
+                let mut unavailable = Vec::new();
                 for entry in entries.drain(..) {
                     match store.commit(std::slice::from_ref(&entry.write)).await {
                         Ok(rows) => done(health, &entry, rows[0]),
                         Err(StoreError::Deleted { .. }) => fence(health, &entry),
-                        Err(e) => {
-                            warn!(doc = %entry.write.name, error = %e, "commit of document refused; will retry");
-                            refused.push(entry);
-                        }
+                        Err(e) if e.is_transient() => unavailable.push(entry),
+                        Err(e) => refuse(entry, &e, &mut refused),
                     }
                 }
-                *entries = refused;
+                // The database went away meanwhile: the rest waits for it, without a spin.
+                *entries = unavailable;
+                if !entries.is_empty() {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+            Err(e) if !e.is_transient() => {
+                if let Some(entry) = entries.pop() {
+                    refuse(entry, &e, &mut refused);
+                }
             }
             Err(e) => {
                 failed(health, &e);
@@ -345,6 +439,15 @@ async fn commit(store: &dyn Store, entries: &mut Vec<Entry>, health: &Health) {
             }
         }
     }
+    refused
+}
+
+/// The database refused the writes of `entry` for a reason other than an outage: they are
+/// kept, to be tried again later.
+fn refuse(entry: Entry, e: &StoreError, refused: &mut Vec<Entry>) {
+    warn!(doc = %entry.write.name, updates = entry.appends, error = %e, "the database refused this document's writes; keeping them and trying again later");
+    metrics::counter!("tandem_persist_refused_total").increment(1);
+    refused.push(entry);
 }
 
 /// Runs `op` until it succeeds or fails for a reason retrying cannot fix.
