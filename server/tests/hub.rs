@@ -524,3 +524,127 @@ async fn a_peer_whose_socket_stays_full_is_dropped_even_when_its_queue_has_room(
     );
     drop(stalled);
 }
+
+/// A socket that hands its reader at most 16 KiB every 10 ms (about 1.6 MB/s), as a client on
+/// a slow link would.
+struct SlowReader {
+    tcp: tokio::net::TcpStream,
+    pause: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl tokio::io::AsyncRead for SlowReader {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::future::Future;
+        use std::task::Poll;
+        if let Some(pause) = self.pause.as_mut() {
+            if pause.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.pause = None;
+        }
+        let room = buf.remaining().min(16 << 10);
+        let mut part = tokio::io::ReadBuf::new(&mut buf.initialize_unfilled()[..room]);
+        let result = std::pin::Pin::new(&mut self.tcp).poll_read(cx, &mut part);
+        let n = part.filled().len();
+        if let Poll::Ready(Ok(())) = result {
+            buf.advance(n);
+            let wake = tokio::time::Instant::now() + Duration::from_millis(10);
+            self.pause = Some(Box::pin(tokio::time::sleep_until(wake)));
+        }
+        result
+    }
+}
+
+impl tokio::io::AsyncWrite for SlowReader {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
+/// A client on a slow link gets all of a large document's first sync, however long it
+/// takes, as long as it keeps reading. The writer's deadline (two ping intervals, 2 s here)
+/// used to bound the whole write: the 12 MB answer, about 8 s at this client's pace, was
+/// cut off after 4 s, and the client reconnected to the same fate for ever. Now it bounds
+/// only a wait in which the socket takes nothing, so a client that stops reading is still
+/// dropped (`a_peer_whose_socket_stays_full_...` above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_gets_all_of_a_large_document() {
+    use tokio::io::AsyncWriteExt;
+    let server = Server::start(&["--ping-interval-ms", "1000"]);
+    let doc = tandem_engine::Document::new("big");
+    let content = doc.text("content");
+    let text = "y".repeat(12 << 20);
+    let update = doc
+        .edit_with_update(|e| e.insert(&content, 0, &text).unwrap())
+        .1
+        .unwrap();
+    let (status, body) = server.request("POST", "/api/docs/slow/state", &update);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+
+    // A small receive window, so the kernel cannot take the answer in for the client.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 << 10).unwrap();
+    let mut tcp = socket
+        .connect(([127, 0, 0, 1], server.port).into())
+        .await
+        .unwrap();
+    tcp.write_all(support::upgrade_head(server.port, "slow").as_bytes())
+        .await
+        .unwrap();
+    let head = support::read_response_head(&mut tcp).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let slow = SlowReader { tcp, pause: None };
+    let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+        slow,
+        tokio_tungstenite::tungstenite::protocol::Role::Client,
+        None,
+    )
+    .await;
+    ws.send(Ws::Binary(codec::encode_step1(&[0]).into()))
+        .await
+        .unwrap();
+    let asked = std::time::Instant::now();
+    let replica = tandem_engine::Document::new("replica");
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(60), ws.next())
+            .await
+            .expect("no answer within a minute")
+            .unwrap_or_else(|| panic!("closed after {:?}", asked.elapsed()))
+            .unwrap_or_else(|e| panic!("broken after {:?}: {e}", asked.elapsed()));
+        let Ws::Binary(data) = msg else { continue };
+        if let Ok(codec::Message::Sync(tandem_engine::SyncMessage::Step2(update))) =
+            codec::Message::decode(&data)
+        {
+            replica.apply_update_v1(update).unwrap();
+            break;
+        }
+    }
+    let took = asked.elapsed();
+    assert_eq!(replica.text_string("content").len(), text.len());
+    assert!(
+        took > Duration::from_millis(800),
+        "the answer took only {took:?}: the client was not slow enough to test anything"
+    );
+}

@@ -212,7 +212,9 @@ async fn write(
     let mut ping = tokio::time::interval(config.ping_interval());
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await; // the first tick is immediate
-    let write_timeout = config.ping_interval() * 2;
+                       // A peer that stops reading must not pin this task in a blocked write (its TCP window
+                       // can stay shut for ever): no write may wait two ping intervals without progress.
+    sink.set_stall_limit(config.ping_interval() * 2);
     loop {
         tokio::select! {
             biased;
@@ -227,15 +229,12 @@ async fn write(
                     }
                 }
                 let Ok(frame) = frame else { return None };
-                // A peer that stops reading must not pin this task in a blocked write (its
-                // TCP window can stay shut for ever): bound every batch by two ping intervals.
-                match tokio::time::timeout(write_timeout, sink.send_queued(frame, frames)).await {
-                    Ok(Ok(())) => {
-                        sink.wire().end_turn(frames);
-                    }
-                    Ok(Err(_)) => return None,
-                    Err(_) => {
-                        debug!(doc = %doc.name(), %peer, "write stalled; dropping the connection");
+                match sink.send_queued(frame, frames).await {
+                    Ok(()) => sink.wire().end_turn(frames),
+                    Err(e) => {
+                        if e.kind() == std::io::ErrorKind::TimedOut {
+                            debug!(doc = %doc.name(), %peer, "write stalled; dropping the connection");
+                        }
                         return None;
                     }
                 }
@@ -246,16 +245,14 @@ async fn write(
                     debug!(doc = %doc.name(), %peer, "no pong for two intervals; dropping");
                     return None;
                 }
-                let ping = sink.send_own(Own::Ping, frames);
-                if !matches!(tokio::time::timeout(write_timeout, ping).await, Ok(Ok(()))) {
+                if sink.send_own(Own::Ping, frames).await.is_err() {
                     return None;
                 }
             }
             // Only polled while the outbox is empty: pongs and a close reply are rare, and
             // wait until the queued frames are out.
             _ = sink.control().ready() => {
-                let control = sink.send_own(Own::Control, frames);
-                if !matches!(tokio::time::timeout(write_timeout, control).await, Ok(Ok(()))) {
+                if sink.send_own(Own::Control, frames).await.is_err() {
                     return None;
                 }
             }

@@ -20,6 +20,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
@@ -99,6 +100,7 @@ impl Socket {
             writer: FrameWriter {
                 wire: Arc::new(Wire::new(write)),
                 control,
+                stall_limit: DEFAULT_STALL_LIMIT,
             },
         }
     }
@@ -207,9 +209,25 @@ pub enum Own {
 pub struct FrameWriter {
     wire: Arc<Wire>,
     control: Arc<Control>,
+    /// Longest a write may wait without the socket taking a byte (see
+    /// [`FrameWriter::set_stall_limit`]).
+    stall_limit: Duration,
 }
 
+/// The stall limit until the connection sets its own.
+const DEFAULT_STALL_LIMIT: Duration = Duration::from_secs(30);
+
 impl FrameWriter {
+    /// Sets how long a write may wait without the socket taking a byte before it fails
+    /// with `TimedOut`. A client that stops reading must not pin the writer in a blocked
+    /// write (its TCP window can stay shut for ever), but a slow one that keeps reading
+    /// must get all of a large frame: the limit used to bound the whole write, so a client
+    /// on a slow link never received the first sync of a document larger than it could
+    /// take in that time, and reconnected to the same fate.
+    pub fn set_stall_limit(&mut self, limit: Duration) {
+        self.stall_limit = limit;
+    }
+
     /// The socket as the document shares it, and whose turn it is to write.
     pub fn wire(&self) -> &Arc<Wire> {
         &self.wire
@@ -268,7 +286,7 @@ impl FrameWriter {
         let mut slices = [IoSlice::new(&header[..n]), IoSlice::new(&out.frame)];
         let mut rest = &mut slices[..];
         IoSlice::advance_slices(&mut rest, out.sent);
-        write_all_vectored(self.wire.half(), rest).await
+        write_all_vectored(self.wire.half(), self.stall_limit, rest).await
     }
 
     /// What the reader has queued for the writer.
@@ -283,7 +301,7 @@ impl FrameWriter {
             // The common case (one broadcast to an idle connection), with nothing allocated.
             let (header, n) = binary_header(frame.len())?;
             let mut slices = [IoSlice::new(&header[..n]), IoSlice::new(frame)];
-            return write_all_vectored(self.wire.half(), &mut slices).await;
+            return write_all_vectored(self.wire.half(), self.stall_limit, &mut slices).await;
         }
         // Small frames are copied into one buffer for this batch (the kernel's cost per
         // iovec is far above a copy of a few dozen bytes: with an iovec per frame, 1,501
@@ -314,7 +332,7 @@ impl FrameWriter {
         if at < buf.len() {
             slices.push(IoSlice::new(&buf[at..]));
         }
-        write_all_vectored(self.wire.half(), &mut slices).await
+        write_all_vectored(self.wire.half(), self.stall_limit, &mut slices).await
     }
 
     /// Sends what the reader has queued (pongs, a close reply), if anything.
@@ -323,7 +341,12 @@ impl FrameWriter {
         if bytes.is_empty() {
             return Ok(());
         }
-        write_all_vectored(self.wire.half(), &mut [IoSlice::new(&bytes)]).await
+        write_all_vectored(
+            self.wire.half(),
+            self.stall_limit,
+            &mut [IoSlice::new(&bytes)],
+        )
+        .await
     }
 
     /// Sends a ping (the pong comes back through the reader).
@@ -365,7 +388,12 @@ impl FrameWriter {
     async fn send_frame(&mut self, frame: Frame) -> io::Result<()> {
         let mut bytes = Vec::with_capacity(frame.len());
         frame.format(&mut bytes).map_err(io::Error::other)?;
-        write_all_vectored(self.wire.half(), &mut [IoSlice::new(&bytes)]).await
+        write_all_vectored(
+            self.wire.half(),
+            self.stall_limit,
+            &mut [IoSlice::new(&bytes)],
+        )
+        .await
     }
 }
 
@@ -399,16 +427,22 @@ pub(crate) fn binary_header(len: usize) -> io::Result<([u8; MAX_HEADER], usize)>
     Ok((out, n))
 }
 
-/// Writes all of `slices`, waiting for the socket to take more whenever it is full.
+/// Writes all of `slices`, waiting for the socket to take more whenever it is full, but
+/// never longer than `stall_limit` at a time (then `TimedOut`).
 async fn write_all_vectored(
     write: &OwnedWriteHalf,
+    stall_limit: Duration,
     mut slices: &mut [IoSlice<'_>],
 ) -> io::Result<()> {
     while !slices.is_empty() {
         match write.try_write_vectored(slices) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => IoSlice::advance_slices(&mut slices, n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => write.writable().await?,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                tokio::time::timeout(stall_limit, write.writable())
+                    .await
+                    .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+            }
             Err(e) => return Err(e),
         }
     }
