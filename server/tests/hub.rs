@@ -648,3 +648,60 @@ async fn a_slow_reader_gets_all_of_a_large_document() {
         "the answer took only {took:?}: the client was not slow enough to test anything"
     );
 }
+
+/// Sends one request on a kept-alive connection and reads the answer's status (the
+/// answers here are small and say their length).
+fn exchange_on(tcp: &mut std::net::TcpStream, method: &str, path: &str, body: &[u8]) -> u16 {
+    use std::io::{Read, Write};
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).unwrap();
+    tcp.write_all(body).unwrap();
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        assert_eq!(tcp.read(&mut byte).unwrap(), 1, "closed mid-answer");
+        got.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&got).to_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |n| n.trim().parse().unwrap());
+    let mut rest = vec![0u8; length];
+    tcp.read_exact(&mut rest).unwrap();
+    head[9..12].parse().unwrap()
+}
+
+/// A connection made before a shutdown (here a kept-alive HTTP connection) is still
+/// served while the server closes its clients and writes its last updates, but an edit it
+/// sends then is refused with 503 (retry against the next server). It used to start the
+/// document anew after shutdown had told every document to close: that actor's clients
+/// were never closed, and its writes raced the last flush (an edit answered 200 could be
+/// lost if it came after it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_sent_during_shutdown_is_refused_not_lost() {
+    let server = Server::start(&[]);
+    // A client that never reads keeps the server closing for about a second.
+    let _stuck = raw(&server.url("stuck")).await;
+    let mut kept = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    kept.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(exchange_on(&mut kept, "GET", "/healthz", b""), 200);
+    let doc = tandem_engine::Document::new("late");
+    let content = doc.text("content");
+    let update = doc
+        .edit_with_update(|e| e.insert(&content, 0, "too late").unwrap())
+        .1
+        .unwrap();
+    server.terminate();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = tokio::task::spawn_blocking(move || {
+        exchange_on(&mut kept, "POST", "/api/docs/late/updates", &update)
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 503, "an edit accepted during shutdown");
+}

@@ -36,7 +36,7 @@ use crate::http::catchup;
 use crate::http::ws::PeerAddr;
 use crate::hub::command::{Command, Out, Outbox};
 use crate::hub::connection::{self, ConnectionGuard};
-use crate::hub::registry::Lease;
+use crate::hub::registry::{Lease, ShuttingDown};
 use crate::hub::{Close, ConnId, DocHandle};
 use crate::limits::IpGuard;
 use crate::state::AppState;
@@ -102,7 +102,9 @@ fn events(
         )
         .into_response();
     };
-    let lease = state.registry.acquire(name);
+    let Ok(lease) = state.registry.acquire(name) else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, ShuttingDown).into_response();
+    };
     let handle = lease.handle().clone();
     let conn = connection::next_id();
     let (frames, rx) = flume::bounded(state.config.outbox_frames.max(1));

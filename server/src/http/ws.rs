@@ -300,6 +300,9 @@ async fn serve(state: AppState, handshake: Handshake, mut ws: Socket, peer: Sock
             }
         }
     };
-    let lease = state.registry.acquire(&name);
+    let Ok(lease) = state.registry.acquire(&name) else {
+        connection::refuse(ws, Close::going_away()).await;
+        return;
+    };
     connection::run(ws, lease, peer, acks, grant, config).await;
 }

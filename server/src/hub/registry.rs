@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc::error::TrySendError;
@@ -71,6 +71,11 @@ impl DocHandle {
     }
 }
 
+/// The server is shutting down: documents are neither started nor joined any more.
+#[derive(Debug, thiserror::Error)]
+#[error("the server is shutting down")]
+pub struct ShuttingDown;
+
 /// The document's actor has stopped (deleted, handed over after a crash, or shut down).
 #[derive(Debug, thiserror::Error)]
 #[error("the document's actor has stopped")]
@@ -102,6 +107,11 @@ pub struct Registry {
 
 struct Inner {
     docs: Mutex<HashMap<Arc<str>, DocHandle>>,
+    /// Set, under the `docs` lock, when shutdown begins. Connections made before it (a
+    /// kept-alive HTTP connection, a WebSocket still authenticating) go on being served
+    /// until the process exits; without it their next request started a new actor whose
+    /// edits came after the last flush and were lost.
+    closing: AtomicBool,
     config: Arc<Config>,
     store: Arc<dyn Store>,
     writer: Writer,
@@ -121,6 +131,7 @@ impl Registry {
         Self {
             inner: Arc::new(Inner {
                 docs: Mutex::new(HashMap::new()),
+                closing: AtomicBool::new(false),
                 config,
                 store,
                 writer,
@@ -151,7 +162,7 @@ impl Registry {
         name: &str,
         make: impl FnOnce(Reply<T>) -> Command,
     ) -> Result<T, ApiError> {
-        let lease = self.acquire(name);
+        let lease = self.acquire(name).map_err(|_| ApiError::Closing)?;
         let (reply, answer) = oneshot::channel();
         if lease.handle().send(make(reply)).await.is_err() {
             return Err(ApiError::Closing);
@@ -161,8 +172,11 @@ impl Registry {
 
     /// Returns the actor of `name`, starting it (and its load) if the document is not in
     /// memory, and counts the caller as a user until the lease is dropped.
-    pub fn acquire(&self, name: &str) -> Lease {
+    pub fn acquire(&self, name: &str) -> Result<Lease, ShuttingDown> {
         let mut docs = self.inner.docs.lock().expect("registry lock");
+        if self.inner.closing.load(Ordering::Acquire) {
+            return Err(ShuttingDown);
+        }
         // A handle whose actor has stopped (it can only have crashed: an idle actor removes
         // itself first) is replaced, so one failure does not lock a document out for ever.
         let crashed = docs.get(name).is_some_and(|h| h.tx.is_closed());
@@ -192,7 +206,7 @@ impl Registry {
             }
         };
         handle.users.fetch_add(1, Ordering::AcqRel);
-        Lease { handle }
+        Ok(Lease { handle })
     }
 
     /// Called by an idle actor: removes it if nobody acquired it meanwhile. Returns whether
@@ -227,14 +241,11 @@ impl Registry {
 
     /// Closes every client with 1001 and waits until each document has flushed.
     pub async fn shutdown(&self) {
-        let handles: Vec<DocHandle> = self
-            .inner
-            .docs
-            .lock()
-            .expect("registry lock")
-            .values()
-            .cloned()
-            .collect();
+        let handles: Vec<DocHandle> = {
+            let docs = self.inner.docs.lock().expect("registry lock");
+            self.inner.closing.store(true, Ordering::Release);
+            docs.values().cloned().collect()
+        };
         let mut waits = Vec::with_capacity(handles.len());
         for h in handles {
             let (done, wait) = oneshot::channel();
