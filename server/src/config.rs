@@ -91,7 +91,8 @@ pub struct Config {
 
     /// Milliseconds shutdown waits for the last updates to reach the database before
     /// giving up on them, if the database is down by then (while it answers, shutdown
-    /// waits for the commit under way, however short this is). At most 86400000 (a day).
+    /// waits up to 10 s for the commit under way, however short this is). At most
+    /// 86400000 (a day).
     #[arg(long, env = "TANDEM_SHUTDOWN_FLUSH_MS", default_value_t = 30_000,
           value_parser = clap::value_parser!(u64).range(0..=MAX_DELAY_MS))]
     pub shutdown_flush_ms: u64,

@@ -365,17 +365,22 @@ async fn a_document_not_in_memory_can_be_deleted() {
 async fn a_graceful_shutdown_stores_the_last_edits_at_once() {
     // 0 too: the limit is for a database that is down, and used to drop the last edits
     // with the database up.
-    for ((backend, url, _keep), limit) in each_backend().await.into_iter().zip(["5000", "0"]) {
+    let backends = each_backend().await;
+    for ((backend, url, _keep), limit) in backends
+        .iter()
+        .flat_map(|b| ["5000", "0"].map(|limit| (b, limit)))
+    {
+        let doc = format!("last-{limit}");
         let mut server = Server::start_with_db(
-            &url,
+            url,
             &["--group-commit-ms", "60000", "--shutdown-flush-ms", limit],
         );
-        let a = Client::connect(&server.acks_url("last")).await;
+        let a = Client::connect(&server.acks_url(&doc)).await;
         a.insert(0, "first");
         // The first commit comes at once; the next is due a minute after it.
         a.wait_saved().await;
         a.insert(5, " and last");
-        let b = Client::connect(&server.url("last")).await;
+        let b = Client::connect(&server.url(&doc)).await;
         b.wait_text(|t| t == "first and last", "the server has the edit")
             .await;
         let asked = std::time::Instant::now();
@@ -388,17 +393,20 @@ async fn a_graceful_shutdown_stores_the_last_edits_at_once() {
         .unwrap();
         server = server_back;
         let took = asked.elapsed();
-        assert!(exit.success(), "{backend}: exit status {exit:?}");
+        assert!(
+            exit.success(),
+            "{backend}, limit {limit}: exit status {exit:?}"
+        );
         assert!(
             took < Duration::from_secs(3),
-            "{backend}: the shutdown took {took:?} (the flush waited for the next commit)"
+            "{backend}, limit {limit}: the shutdown took {took:?} (the flush waited for the next commit)"
         );
         server.restart();
-        let c = Client::connect(&server.url("last")).await;
+        let c = Client::connect(&server.url(&doc)).await;
         assert_eq!(
             c.text(),
             "first and last",
-            "{backend}: the last edit was stored"
+            "{backend}, limit {limit}: the last edit was stored"
         );
     }
 }
@@ -442,7 +450,8 @@ fn counter(server: &Server, name: &str) -> f64 {
 
 /// A document whose writes the database refuses (here a trigger refuses two documents'
 /// log rows, as a constraint or a bad value would) holds up no other document, costs no
-/// busy loop, and loses nothing: once the database takes them, its writes are stored.
+/// busy loop, and loses nothing: once the database takes them, its writes are stored (and
+/// those of a document deleted meanwhile are not).
 /// Before, the writer retried the refused documents inside one commit for ever: with one
 /// of them, no other document was saved again; with two, it retried without a pause.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -473,8 +482,14 @@ async fn a_document_the_database_refuses_holds_up_no_other() {
     }
     fine.insert(0, "one");
     fine.wait_saved().await;
-    let refusals = counter(&server, "tandem_persist_refused_total");
-    assert!(refusals >= 1.0, "the poison documents were refused");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while counter(&server, "tandem_persist_refused_total") < 2.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the poison documents were never refused"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Later edits of the fine document are saved while the others stay refused.
     for word in [" two", " three"] {
         fine.insert(u32::MAX, word);
@@ -490,6 +505,16 @@ async fn a_document_the_database_refuses_holds_up_no_other() {
         during <= 20.0,
         "{during} refusals in 2 s: retried without a pause"
     );
+    // A refused document deleted meanwhile: its held writes go with it.
+    let doomed = Client::connect(&server.url("poison-doomed")).await;
+    doomed.insert(0, "deleted");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while counter(&server, "tandem_persist_refused_total") < before + during + 1.0 {
+        assert!(std::time::Instant::now() < deadline, "never refused");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, body) = server.request("DELETE", "/api/docs/poison-doomed", b"");
+    assert_eq!(status, 204, "{}", String::from_utf8_lossy(&body));
     // The database takes them again: nothing was lost.
     sqlx::query("DROP TRIGGER refuse_poison ON updates")
         .execute(&mut db)
@@ -498,6 +523,12 @@ async fn a_document_the_database_refuses_holds_up_no_other() {
     for p in &poison {
         p.wait_saved().await;
     }
+    tokio::time::sleep(Duration::from_secs(6)).await; // past the longest backoff
+    let (status, _) = server.json("GET", "/api/docs/poison-doomed", b"");
+    assert_eq!(
+        status, 404,
+        "the deleted document came back from its held writes"
+    );
     server.kill();
     server.restart();
     for (i, name) in ["poison-a", "poison-b"].iter().enumerate() {

@@ -211,9 +211,10 @@ async fn write(
 ) -> Option<Close> {
     let mut ping = tokio::time::interval(config.ping_interval());
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ping.tick().await; // the first tick is immediate
-                       // A peer that stops reading must not pin this task in a blocked write (its TCP window
-                       // can stay shut for ever): no write may wait two ping intervals without progress.
+    // The first tick is immediate.
+    ping.tick().await;
+    // A peer that stops reading must not pin this task in a blocked write (its TCP window
+    // can stay shut for ever): no write may wait two ping intervals without progress.
     sink.set_stall_limit(config.ping_interval() * 2);
     loop {
         tokio::select! {

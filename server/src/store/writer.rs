@@ -8,8 +8,8 @@
 //! answers again. A batch that fails for a reason other than the outage is split per
 //! document, so one document the database refuses does not hold up the others: its writes
 //! are held aside, later ones of the same document joining them in order, and tried again
-//! on their own with the same backoff until the database takes them, while every other
-//! document's commits go on at their usual pace.
+//! apart from the group commit with the same backoff until the database takes them (or its
+//! actor is gone), while every other document's commits go on at their usual pace.
 //!
 //! A document deleted under its writes (on another node, whose notice this one missed) is
 //! fenced off: its writes are dropped, never stored as a fragment of the document, and its
@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch, Notify};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use uuid::Uuid;
 
 use super::{Append, DocWrite, Snapshot, Store, StoreError};
@@ -43,6 +43,9 @@ pub struct Stored {
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How long [`Writer::patiently`] waits in all for a database that answers.
+pub const COMMIT_GRACE: Duration = Duration::from_secs(10);
+
 /// How often [`Writer::patiently`] looks again whether the database still answers.
 const HEALTH_RECHECK: Duration = Duration::from_millis(100);
 
@@ -150,20 +153,22 @@ impl Writer {
         }
     }
 
-    /// Awaits `work` (something that waits on this writer) for `limit`, and past it for as
-    /// long as the database answers: a shutdown gives up on the database when it is down,
-    /// never on a commit that is merely under way (`--shutdown-flush-ms 0` used to drop
-    /// the last edits with the database up). `None`: given up.
+    /// Awaits `work` (something that waits on this writer) for `limit`, and past it while
+    /// the database answers, up to [`COMMIT_GRACE`] in all: a shutdown gives up on the
+    /// database when it is down, not on a commit merely under way (`--shutdown-flush-ms 0`
+    /// used to drop the last edits with the database up). The grace bounds a commit that
+    /// hangs without failing (a lock held in Postgres). `None`: given up.
     pub async fn patiently<F: std::future::Future>(
         &self,
         limit: Duration,
         work: F,
     ) -> Option<F::Output> {
+        let started = Instant::now();
         tokio::pin!(work);
         if let Ok(out) = tokio::time::timeout(limit, &mut work).await {
             return Some(out);
         }
-        while self.is_healthy() {
+        while self.is_healthy() && started.elapsed() < COMMIT_GRACE {
             if let Ok(out) = tokio::time::timeout(HEALTH_RECHECK, &mut work).await {
                 return Some(out);
             }
@@ -322,29 +327,46 @@ async fn run(
             }
             !gone
         });
-        // A deleted document's held writes could only bring part of it back.
-        for (doc, _, _) in &batch.deletes {
-            batch.entries.retain(|e| {
-                let dropped = e.refused.is_some() && e.write.name == *doc;
-                if dropped {
-                    drop_pending(&health, e.appends);
-                }
-                !dropped
-            });
-        }
         // Held writes wait for their time, with what joined them, unless a flush (a
-        // shutdown) asks for one last try.
+        // shutdown, a reload after a crash) asks for one last try. They are tried apart
+        // from the rest: a refusal fails the whole group commit it is in, and would split
+        // every other document into a transaction of its own.
         let now = Instant::now();
         let last_try = !batch.flushes.is_empty();
-        let (mut due, waiting): (Vec<Entry>, Vec<Entry>) = batch
-            .entries
-            .drain(..)
-            .partition(|e| last_try || e.refused.is_none_or(|(at, _)| at <= now));
+        let (retried, mut fresh): (Vec<Entry>, Vec<Entry>) =
+            batch.entries.drain(..).partition(|e| e.refused.is_some());
+        let (mut retried, waiting): (Vec<Entry>, Vec<Entry>) = retried
+            .into_iter()
+            .partition(|e| last_try || e.refused.is_some_and(|(at, _)| at <= now));
         held = waiting;
-        for mut e in commit(&*store, &mut due, &health).await {
+        let mut refused = commit(&*store, &mut fresh, &health).await;
+        refused.extend(commit(&*store, &mut retried, &health).await);
+        for mut e in refused {
+            if Arc::strong_count(&e.progress) == 1 {
+                // Its actor is gone (shut down, or reloading after a crash, which loads the
+                // document without these once they failed this last try): kept any longer,
+                // they could only land behind what the document wrote since.
+                error!(doc = %e.write.name, updates = e.appends, "the database refused these updates of a document no longer open; they are lost");
+                drop_pending(&health, e.appends);
+                continue;
+            }
             let wait = e.refused.map_or(BACKOFF_START, |(_, wait)| wait);
             e.refused = Some((Instant::now() + wait, (wait * 2).min(BACKOFF_MAX)));
             held.push(e);
+        }
+        // A deleted document's held writes could only bring part of it back: only those
+        // of the writes the delete is about (`own`), else all of that name.
+        for (doc, own, _) in &batch.deletes {
+            held.retain(|e| {
+                let deleted = match own {
+                    Some(own) => Arc::ptr_eq(own, &e.progress),
+                    None => e.write.name == *doc,
+                };
+                if deleted {
+                    drop_pending(&health, e.appends);
+                }
+                !deleted
+            });
         }
         last_commit = tokio::time::Instant::now();
         if let Some(oldest) = batch.oldest {
