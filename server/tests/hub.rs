@@ -593,15 +593,8 @@ impl tokio::io::AsyncWrite for SlowReader {
 async fn a_slow_reader_gets_all_of_a_large_document() {
     use tokio::io::AsyncWriteExt;
     let server = Server::start(&["--ping-interval-ms", "1000"]);
-    let doc = tandem_engine::Document::new("big");
-    let content = doc.text("content");
     let text = "y".repeat(12 << 20);
-    let update = doc
-        .edit_with_update(|e| e.insert(&content, 0, &text).unwrap())
-        .1
-        .unwrap();
-    let (status, body) = server.request("POST", "/api/docs/slow/state", &update);
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    server.import_text("slow", &text);
 
     // A small receive window, so the kernel cannot take the answer in for the client.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();

@@ -572,15 +572,8 @@ async fn a_client_that_stops_reading_its_answer_is_cut_off() {
     let server = Server::start(&["--write-timeout-ms", "1000"]);
     let limit = "tandem_limit_exceeded_total{limit=\"write_timeout\"}";
     let before = metric(&server, limit);
-    let doc = Document::new("big");
-    let content = doc.text("content");
     let text = "x".repeat(8 << 20);
-    let update = doc
-        .edit_with_update(|e| e.insert(&content, 0, &text).unwrap())
-        .1
-        .unwrap();
-    let (status, body) = server.request("POST", "/api/docs/big/state", &update);
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let update = server.import_text("big", &text);
     // A long-poll with nothing to answer for 3 s: idle, not stalled.
     let (status, caught_up) = server.json("GET", "/api/docs/big/poll?since=0&timeout=1", b"");
     assert_eq!(status, 200);

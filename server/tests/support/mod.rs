@@ -106,6 +106,20 @@ impl Server {
         (status, body)
     }
 
+    /// Imports into `doc` (through `POST /api/docs/{doc}/state`) a document whose text
+    /// `content` is `text`; returns the update imported.
+    pub fn import_text(&self, doc: &str, text: &str) -> Vec<u8> {
+        let source = Document::new(doc);
+        let content = source.text("content");
+        let update = source
+            .edit_with_update(|e| e.insert(&content, 0, text).unwrap())
+            .1
+            .unwrap();
+        let (status, body) = self.request("POST", &format!("/api/docs/{doc}/state"), &update);
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        update
+    }
+
     /// `request` with a JSON answer.
     pub fn json(&self, method: &str, path: &str, body: &[u8]) -> (u16, serde_json::Value) {
         let (status, body) = self.request(method, path, body);
