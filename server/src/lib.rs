@@ -30,6 +30,15 @@ use hub::connection::ConnectionCount;
 use hub::Registry;
 use state::AppState;
 
+/// Sleeps until `at`, or for ever without one: a `select!` branch for a deadline that
+/// may not be set (a document's unload, a held write's retry).
+pub(crate) async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

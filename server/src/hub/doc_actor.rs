@@ -344,11 +344,11 @@ impl DocActor {
                     self.expire_awareness();
                     self.close_doomed();
                 }
-                _ = sleep_until_opt(self.presence.due_at()) => {
+                _ = crate::sleep_until_opt(self.presence.due_at()) => {
                     self.flush_presence();
                     self.close_doomed();
                 }
-                _ = sleep_until_opt(unload_at) => {
+                _ = crate::sleep_until_opt(unload_at) => {
                     if env.registry.release_if_idle(&self.name, &env.users) {
                         info!(doc = %self.name, "document unloaded (idle)");
                         break;
@@ -1032,12 +1032,5 @@ fn overflow_close(e: flume::TrySendError<Out>) -> Close {
             Close::try_later("client too slow: outgoing queue full, reconnect to resync")
         }
         flume::TrySendError::Disconnected(_) => Close::going_away(),
-    }
-}
-
-async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

@@ -302,7 +302,7 @@ async fn run(
                 Some(op) => Some(op),
                 None => break,
             },
-            () = sleep_until_opt(retry_at) => None,
+            () = crate::sleep_until_opt(retry_at.map(Into::into)) => None,
         };
         // Whatever arrives until `interval` after the previous commit joins this one,
         // unless someone waits on a flush or a delete. A ring left over from a flush the
@@ -387,13 +387,6 @@ async fn run(
         }
     }
     info!("persistence writer stopped");
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Commits `entries`, retrying through an outage until every one is durable, and reports
