@@ -539,6 +539,61 @@ async fn a_document_the_database_refuses_holds_up_no_other() {
     assert_eq!(c.text(), "one two three");
 }
 
+/// A failover: the connections the server holds lead to a server that only reads (the old
+/// primary, demoted), while a new connection would reach one that writes. The server must
+/// let go of the read-only connections and store the edits on a new one. It kept them in
+/// its pool, so every commit was refused until their lifetime ran out (30 minutes).
+/// Simulated with one database's default: sessions that start while it is on stay
+/// read-only for their whole life, sessions that start after it is reset write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failover_edits_are_stored_on_a_new_connection() {
+    use sqlx::Connection;
+    let pg = support::PgDatabase::create().await;
+    let name = pg.url.rsplit_once('/').unwrap().1.to_owned();
+    let mut server = Server::start_with_db(&pg.url, &["--group-commit-ms", "20"]);
+    let c = Client::connect(&server.acks_url("failover")).await;
+    c.insert(0, "before");
+    c.wait_saved().await;
+    let mut admin = sqlx::PgConnection::connect(&pg.url).await.unwrap();
+    sqlx::query(&format!(
+        "ALTER DATABASE {name} SET default_transaction_read_only = on"
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    // The old primary goes away: the server reconnects, to a server that only reads.
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    c.insert(u32::MAX, " during");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while server.http("/readyz").0 != 503 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the read-only database never refused a commit"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_ne!(c.saved(), Some(c.sent_updates()), "refused, not saved");
+    // The new primary takes writes; connections opened from now on reach it.
+    sqlx::query(&format!(
+        "ALTER DATABASE {name} RESET default_transaction_read_only"
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    c.insert(u32::MAX, " after");
+    c.wait_saved().await;
+    server.kill();
+    server.restart();
+    let reader = Client::connect(&server.url("failover")).await;
+    assert_eq!(reader.text(), "before during after");
+}
+
 /// A shutdown while the database is unreachable ends soon after `--shutdown-flush-ms`,
 /// even with a document busy with a delete that waits for the database. It used to wait for
 /// that document for as long as the outage lasted (here another program holds SQLite's

@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
-use sqlx::{Postgres, Row};
+use sqlx::{Acquire, Postgres, Row};
 use uuid::Uuid;
 
 use super::{
@@ -32,11 +33,27 @@ fn transient(code: &str) -> bool {
         || code.starts_with("53")
         || code == "40001"
         || code == "40P01"
-        || code == "25006"
+        || code == READ_ONLY
 }
 
 fn err(e: sqlx::Error) -> StoreError {
     classify(e, transient)
+}
+
+/// SQLSTATE of a write on a server that only reads: a standby.
+const READ_ONLY: &str = "25006";
+
+/// Takes `conn` out of the pool when `result` says its server only reads. After a
+/// failover the connections still open lead to the old primary, now a standby (or to a
+/// proxy that still routes them there), while a new connection reaches the new primary.
+/// Pooled again, such a connection refused every later write until its lifetime ran out
+/// (30 minutes), long after the database was writable again.
+fn discard_if_read_only<T>(conn: &mut PoolConnection<Postgres>, result: &Result<T, StoreError>) {
+    if let Err(StoreError::Unavailable(sqlx::Error::Database(db))) = result {
+        if db.code().as_deref() == Some(READ_ONLY) {
+            conn.close_on_drop();
+        }
+    }
 }
 
 impl PgStore {
@@ -131,6 +148,76 @@ impl PgStore {
             state_vector: doc.state_vector_v1().into(),
             covers: ours.covers.clone(),
         })
+    }
+
+    /// One group commit as one transaction on `conn`.
+    async fn commit_on(
+        &self,
+        conn: &mut PoolConnection<Postgres>,
+        writes: &[DocWrite],
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let mut tx = conn.begin().await.map_err(err)?;
+        // Each statement is a round trip to the database, so the batch is written in a
+        // fixed number of them (arrays through UNNEST), not two per document.
+        let ids = upsert_documents(&mut tx, writes).await?;
+        if let Some(deleted) = deleted_under(writes, &ids) {
+            // The upsert brought them back: undo it, and with it the whole commit.
+            tx.rollback().await.map_err(err)?;
+            return Err(deleted);
+        }
+        insert_log(&mut tx, writes, &ids, &self.node).await?;
+        for (w, &id) in writes.iter().zip(&ids) {
+            if let Some(s) = &w.snapshot {
+                let merged;
+                let s = if self.node.is_empty() {
+                    s
+                } else {
+                    merged = self.merge_stored(&mut tx, id, s).await?;
+                    &merged
+                };
+                sqlx::query(
+                    "INSERT INTO snapshots (doc_id, node, seq, state, state_vector)
+                     VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (doc_id) DO UPDATE
+                       SET node = EXCLUDED.node, seq = EXCLUDED.seq, state = EXCLUDED.state,
+                           state_vector = EXCLUDED.state_vector, created_at = now()
+                     WHERE snapshots.node <> EXCLUDED.node OR snapshots.seq <= EXCLUDED.seq",
+                )
+                .bind(id)
+                .bind(&self.node)
+                .bind(seq_i64(s.seq))
+                .bind(&s.state[..])
+                .bind(&s.state_vector[..])
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+                let own = std::iter::once((self.node.as_str(), s.seq));
+                let covered = s.covers.iter().map(|(n, seq)| (n.as_str(), *seq));
+                for (node, upto) in own.chain(covered) {
+                    sqlx::query(
+                        "DELETE FROM updates WHERE doc_id = $1 AND node = $2 AND seq <= $3",
+                    )
+                    .bind(id)
+                    .bind(node)
+                    .bind(seq_i64(upto))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                }
+                sqlx::query(
+                    "UPDATE documents SET size_bytes =
+                       (SELECT octet_length(state) FROM snapshots WHERE doc_id = $1)
+                       + COALESCE((SELECT SUM(octet_length(data)) FROM updates WHERE doc_id = $1), 0)::bigint
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            }
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(ids)
     }
 }
 
@@ -243,79 +330,24 @@ impl Store for PgStore {
     }
 
     async fn commit(&self, writes: &[DocWrite]) -> Result<Vec<Uuid>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(err)?;
-        // Each statement is a round trip to the database, so the batch is written in a
-        // fixed number of them (arrays through UNNEST), not two per document.
-        let ids = upsert_documents(&mut tx, writes).await?;
-        if let Some(deleted) = deleted_under(writes, &ids) {
-            // The upsert brought them back: undo it, and with it the whole commit.
-            tx.rollback().await.map_err(err)?;
-            return Err(deleted);
-        }
-        insert_log(&mut tx, writes, &ids, &self.node).await?;
-        for (w, &id) in writes.iter().zip(&ids) {
-            if let Some(s) = &w.snapshot {
-                let merged;
-                let s = if self.node.is_empty() {
-                    s
-                } else {
-                    merged = self.merge_stored(&mut tx, id, s).await?;
-                    &merged
-                };
-                sqlx::query(
-                    "INSERT INTO snapshots (doc_id, node, seq, state, state_vector)
-                     VALUES ($1, $2, $3, $4, $5)
-                     ON CONFLICT (doc_id) DO UPDATE
-                       SET node = EXCLUDED.node, seq = EXCLUDED.seq, state = EXCLUDED.state,
-                           state_vector = EXCLUDED.state_vector, created_at = now()
-                     WHERE snapshots.node <> EXCLUDED.node OR snapshots.seq <= EXCLUDED.seq",
-                )
-                .bind(id)
-                .bind(&self.node)
-                .bind(seq_i64(s.seq))
-                .bind(&s.state[..])
-                .bind(&s.state_vector[..])
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?;
-                let own = std::iter::once((self.node.as_str(), s.seq));
-                let covered = s.covers.iter().map(|(n, seq)| (n.as_str(), *seq));
-                for (node, upto) in own.chain(covered) {
-                    sqlx::query(
-                        "DELETE FROM updates WHERE doc_id = $1 AND node = $2 AND seq <= $3",
-                    )
-                    .bind(id)
-                    .bind(node)
-                    .bind(seq_i64(upto))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(err)?;
-                }
-                sqlx::query(
-                    "UPDATE documents SET size_bytes =
-                       (SELECT octet_length(state) FROM snapshots WHERE doc_id = $1)
-                       + COALESCE((SELECT SUM(octet_length(data)) FROM updates WHERE doc_id = $1), 0)::bigint
-                     WHERE id = $1",
-                )
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?;
-            }
-        }
-        tx.commit().await.map_err(err)?;
-        Ok(ids)
+        let mut conn = self.pool.acquire().await.map_err(err)?;
+        let result = self.commit_on(&mut conn, writes).await;
+        discard_if_read_only(&mut conn, &result);
+        result
     }
 
     async fn delete(&self, name: &str, row: Option<Uuid>) -> Result<bool, StoreError> {
-        let done =
+        let mut conn = self.pool.acquire().await.map_err(err)?;
+        let result =
             sqlx::query("DELETE FROM documents WHERE name = $1 AND ($2::uuid IS NULL OR id = $2)")
                 .bind(name)
                 .bind(row)
-                .execute(&self.pool)
+                .execute(&mut *conn)
                 .await
-                .map_err(err)?;
-        Ok(done.rows_affected() > 0)
+                .map(|done| done.rows_affected() > 0)
+                .map_err(err);
+        discard_if_read_only(&mut conn, &result);
+        result
     }
 
     async fn meta(&self, name: &str) -> Result<Option<DocMeta>, StoreError> {
