@@ -20,6 +20,11 @@ pub const OUTDATED_TIMEOUT_MS: u64 = 30_000;
 /// A peer renews its own state when it is this old, well before others time it out.
 pub const RENEW_INTERVAL_MS: u64 = OUTDATED_TIMEOUT_MS / 2;
 
+/// The clock of a client whose state is gone is forgotten once the client was last heard
+/// of this long ago: at least 30 s after its state timed out, long after anyone relaying
+/// its removal (which is encoded from the clock) has done so.
+pub const FORGET_AFTER_MS: u64 = 2 * OUTDATED_TIMEOUT_MS;
+
 #[derive(Debug, Clone)]
 struct Meta {
     clock: u64,
@@ -172,6 +177,13 @@ impl Awareness {
             }
             let mut clock = entry.clock;
             let had_meta = self.meta.contains_key(&id);
+            if removal && !had_meta {
+                // The removal of a client never seen changes nothing. y-protocols records
+                // its clock all the same; a hub that did would keep an entry for every id a
+                // peer names, so one frame of made-up removals (nine bytes each, relayed to
+                // nobody) could fill its memory.
+                continue;
+            }
             if removal {
                 if id == self.client_id && self.local_state().is_some() {
                     // Someone claims we left; we did not: override with a higher clock.
@@ -184,7 +196,12 @@ impl Awareness {
                 }
             } else {
                 let previous = self.states.insert(id, entry.state.clone());
-                if !had_meta {
+                // A state for a client whose state is gone (it left, or timed out, and
+                // came back: a reconnect resends it at the same clock, or renews it) is
+                // an arrival, as for a client never seen. y-protocols calls it an update,
+                // so a hub would not count it among the clients the connection controls,
+                // and never remove it when that connection closes.
+                if !had_meta || previous.is_none() {
                     changes.added.push(id);
                 } else {
                     changes.updated.push(id);
@@ -225,6 +242,13 @@ impl Awareness {
     /// Periodic housekeeping (y-protocols runs it every 3 s): drops remote states older
     /// than 30 s and renews the local state when it is 15 s old. Returns what was removed
     /// and, if the local state was renewed, the update to send.
+    ///
+    /// It also forgets the clocks of clients whose state is gone and that were last heard
+    /// of [`FORGET_AFTER_MS`] ago (y-protocols keeps them for ever). A clock outlives its
+    /// state so that a late, older message cannot bring a departed client back, and so
+    /// that the removal can still be encoded; a minute later neither is pending, and a hub
+    /// meeting thousands of clients over its life must not keep an entry for each. A
+    /// client returning after that is seen as new.
     pub fn expire(&mut self, now_ms: u64) -> (AwarenessChanges, Option<AwarenessUpdate>) {
         let mut renewal = None;
         let local = self.client_id;
@@ -245,6 +269,12 @@ impl Awareness {
             .map(|(id, _)| *id)
             .collect();
         let changes = self.remove_states(&outdated, now_ms);
+        let states = &self.states;
+        self.meta.retain(|id, m| {
+            *id == local
+                || states.contains_key(id)
+                || now_ms.saturating_sub(m.last_updated_ms) < FORGET_AFTER_MS
+        });
         (changes, renewal)
     }
 

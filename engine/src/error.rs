@@ -105,6 +105,14 @@ pub enum SessionError {
         /// The limit.
         limit: usize,
     },
+    /// An awareness update would give the peer states for more client ids than the session
+    /// allows ([`crate::protocol::SyncSession::with_max_awareness_clients`]); nothing was
+    /// applied.
+    #[error("presence for more than {limit} client ids from one peer")]
+    TooManyAwarenessClients {
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// Why an edit log could not be replayed.

@@ -95,3 +95,65 @@ fn invalid_local_json_is_refused() {
     assert!(a.set_local_state_json(Some("{oops"), 0).is_err());
     assert!(a.local_state().is_none());
 }
+
+/// The removal of a client never seen is ignored without a trace: a hub recording the clock
+/// of every id a peer names (as y-protocols does) could be filled by one frame of made-up
+/// removals, which change nothing and are relayed to nobody.
+#[test]
+fn removals_of_clients_never_seen_leave_nothing_behind() {
+    let mut hub = Awareness::new(0);
+    let update = tandem_engine::AwarenessUpdate {
+        entries: (1..=1000)
+            .map(|client_id| tandem_engine::AwarenessEntry {
+                client_id,
+                clock: 1,
+                state: "null".into(),
+            })
+            .collect(),
+    };
+    assert!(hub.apply_update(&update, 0).is_empty());
+    assert!((1..=1000).all(|id| hub.clock(id).is_none()));
+}
+
+/// A departed client's clock outlives its state (so that its removal can still be relayed,
+/// and a late older message cannot bring it back) and is then forgotten, so a hub does not
+/// keep an entry for every client it ever met.
+#[test]
+fn a_departed_clients_clock_is_forgotten_a_minute_after_it_was_last_heard() {
+    use tandem_engine::awareness::FORGET_AFTER_MS;
+    let mut alice = Awareness::new(1);
+    let mut carol = Awareness::new(3);
+    let mut hub = Awareness::new(0);
+    hub.apply_update(&alice.set_local_state(&presence("alice"), 0).unwrap(), 0);
+    hub.apply_update(&carol.set_local_state(&presence("carol"), 0).unwrap(), 0);
+    // Alice leaves at 5 s; Carol goes silent and times out.
+    hub.apply_update(&alice.set_local_state_json(None, 5_000).unwrap(), 5_000);
+    let (c, _) = hub.expire(OUTDATED_TIMEOUT_MS);
+    assert_eq!(c.removed, vec![3]);
+    assert_eq!(
+        &*hub.encode(&[3]).entries[0].state,
+        "null",
+        "removal relayable"
+    );
+    hub.expire(FORGET_AFTER_MS - 1);
+    assert_eq!((hub.clock(1), hub.clock(3)), (Some(2), Some(1)));
+    hub.expire(FORGET_AFTER_MS);
+    assert_eq!(hub.clock(3), None, "timed out a minute ago: forgotten");
+    assert_eq!(hub.clock(1), Some(2), "left 55 s ago: kept");
+    hub.expire(5_000 + FORGET_AFTER_MS);
+    assert_eq!(hub.clock(1), None);
+}
+
+/// A client whose state was removed (its connection closed) and that publishes again is an
+/// arrival, so a hub counts it among the clients of its new connection.
+#[test]
+fn a_client_back_after_its_state_was_removed_is_added_again() {
+    let mut alice = Awareness::new(1);
+    let mut hub = Awareness::new(0);
+    hub.apply_update(&alice.set_local_state(&presence("alice"), 0).unwrap(), 0);
+    hub.remove_states(&[1], 1);
+    let back = alice.set_local_state(&presence("alice"), 2).unwrap();
+    let c = hub.apply_update(&back, 2);
+    assert_eq!(c.added, vec![1]);
+    assert!(c.updated.is_empty());
+}

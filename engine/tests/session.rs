@@ -296,3 +296,44 @@ fn an_awareness_state_over_the_limit_is_refused_and_not_applied() {
     ));
     assert!(aw.is_empty());
 }
+
+/// One connection may publish presence for only so many client ids: a frame that would give
+/// it more is an error and is not applied, while its own states keep being renewed.
+#[test]
+fn presence_for_more_client_ids_than_allowed_is_refused_and_not_applied() {
+    let doc = Document::new("d");
+    let mut aw = Awareness::new(0);
+    let mut s = SyncSession::new(Role::Server).with_max_awareness_clients(2);
+    let frame = |ids: &[u64], clock: u64| {
+        tandem_engine::AwarenessUpdate {
+            entries: ids
+                .iter()
+                .map(|&client_id| tandem_engine::AwarenessEntry {
+                    client_id,
+                    clock,
+                    state: "{}".into(),
+                })
+                .collect(),
+        }
+        .encode_frame()
+    };
+    let err = s
+        .handle(&doc, &mut aw, &decode(&frame(&[1, 2, 3], 1)), 0)
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        SessionError::TooManyAwarenessClients { limit: 2 }
+    ));
+    assert!(aw.is_empty(), "nothing applied");
+    s.handle(&doc, &mut aw, &decode(&frame(&[1, 2], 1)), 0)
+        .unwrap();
+    assert_eq!(s.controlled_clients().collect::<Vec<_>>(), vec![1, 2]);
+    // Renewing its own two is fine; a third is not.
+    s.handle(&doc, &mut aw, &decode(&frame(&[1, 2], 2)), 1)
+        .unwrap();
+    let err = s
+        .handle(&doc, &mut aw, &decode(&frame(&[3], 1)), 2)
+        .unwrap_err();
+    assert!(matches!(err, SessionError::TooManyAwarenessClients { .. }));
+    assert_eq!(aw.len(), 2);
+}

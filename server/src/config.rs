@@ -192,6 +192,14 @@ pub struct Config {
     #[arg(long, env = "TANDEM_MAX_AWARENESS_BYTES", default_value_t = 64 << 10)]
     pub max_awareness_bytes: usize,
 
+    /// Most client ids one WebSocket connection or SSE session may publish presence for
+    /// at once (a browser tab publishes one); more closes the connection with 1008 (HTTP:
+    /// 413). Every state is kept in memory, relayed to every client and sent to every
+    /// joiner, so one connection must not publish thousands.
+    #[arg(long, env = "TANDEM_MAX_AWARENESS_CLIENTS", default_value_t = 64,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_awareness_clients: usize,
+
     /// Milliseconds a document waits between two relays of presence (awareness) changes.
     /// A change is relayed at once when the last relay is older than this; changes that come
     /// faster wait and go out together, one frame for all of them. A join storm of `n`

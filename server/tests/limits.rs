@@ -166,6 +166,47 @@ async fn oversized_presence_and_documents_are_refused_and_change_nothing() {
     );
 }
 
+/// One connection publishing presence for more client ids than `--max-awareness-clients`
+/// is closed with 1008 and nothing of that frame reaches the others; a tab publishing its
+/// one state is not affected.
+#[tokio::test]
+async fn presence_for_too_many_client_ids_is_refused_and_changes_nothing() {
+    let server = Server::start(&["--max-awareness-clients", "8"]);
+    let witness = Client::connect(&server.url("crowd")).await;
+    let tab = Client::connect(&server.url("crowd")).await;
+    tab.send_raw(presence(1, 1, r#"{"user":"tab"}"#.into()));
+    witness.wait_presence(1, true).await;
+    let crowd = Client::connect(&server.url("crowd")).await;
+    crowd.send_raw(
+        AwarenessUpdate {
+            entries: (100..1100)
+                .map(|client_id| AwarenessEntry {
+                    client_id,
+                    clock: 1,
+                    state: "{}".into(),
+                })
+                .collect(),
+        }
+        .encode_frame(),
+    );
+    let (code, reason) = crowd.wait_closed().await;
+    assert_eq!(code, 1008);
+    assert!(reason.contains("--max-awareness-clients"), "{reason}");
+    let late = Client::connect(&server.url("crowd")).await;
+    late.wait_presence(1, true).await;
+    assert!(
+        (100..1100).all(|id| witness.presence_of(id).is_none() && late.presence_of(id).is_none())
+    );
+    assert!(tab.closed().is_none());
+    assert_eq!(
+        metric(
+            &server,
+            "tandem_limit_exceeded_total{limit=\"awareness_clients\"}"
+        ),
+        1
+    );
+}
+
 /// A deterministic stream of hostile frames: random bytes, truncated and bit-flipped real
 /// frames, lying lengths, garbage update payloads, bad JSON presence, text frames.
 struct Hostile {

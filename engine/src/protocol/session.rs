@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use crate::awareness::{Awareness, AwarenessChanges};
 use crate::document::Document;
 use crate::error::SessionError;
-use crate::protocol::codec::{self, AuthMessage, Message, SyncMessage};
+use crate::protocol::codec::{self, AuthMessage, AwarenessUpdate, Message, SyncMessage};
 
 /// Which end of the connection this session is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +71,7 @@ pub struct SyncSession {
     presence_batching: bool,
     access: Access,
     max_awareness_state: usize,
+    max_awareness_clients: usize,
     controlled: BTreeSet<u64>,
 }
 
@@ -85,6 +86,7 @@ impl SyncSession {
             presence_batching: false,
             access: Access::ReadWrite,
             max_awareness_state: usize::MAX,
+            max_awareness_clients: usize::MAX,
             controlled: BTreeSet::new(),
         }
     }
@@ -99,6 +101,15 @@ impl SyncSession {
     /// relayed to every peer and kept in memory, so one client must not make it huge.
     pub fn with_max_awareness_state(mut self, bytes: usize) -> Self {
         self.max_awareness_state = bytes;
+        self
+    }
+
+    /// Refuses awareness updates that would give the peer states for more than `clients`
+    /// client ids at once. A browser tab publishes one; without a bound, one connection
+    /// could publish a million small states in a frame, each kept in memory, relayed to
+    /// every peer and sent to every joiner.
+    pub fn with_max_awareness_clients(mut self, clients: usize) -> Self {
+        self.max_awareness_clients = clients;
         self
     }
 
@@ -186,6 +197,7 @@ impl SyncSession {
                         limit: self.max_awareness_state,
                     });
                 }
+                self.check_awareness_clients(awareness, update)?;
                 let changes = awareness.apply_update(update, now_ms);
                 for id in &changes.added {
                     self.controlled.insert(*id);
@@ -263,6 +275,34 @@ impl SyncSession {
             }
         } else {
             self.resync_requested = false;
+        }
+        Ok(())
+    }
+
+    /// Fails if `update` would leave the peer with states for more client ids than
+    /// [`SyncSession::with_max_awareness_clients`] allows: its own, plus those of ids that
+    /// have no state now (they would become its own).
+    fn check_awareness_clients(
+        &self,
+        awareness: &Awareness,
+        update: &AwarenessUpdate,
+    ) -> Result<(), SessionError> {
+        let limit = self.max_awareness_clients;
+        if self.controlled.len().saturating_add(update.entries.len()) <= limit {
+            return Ok(());
+        }
+        let arriving: BTreeSet<u64> = update
+            .entries
+            .iter()
+            .filter(|e| {
+                !e.is_removal()
+                    && !self.controlled.contains(&e.client_id)
+                    && awareness.state(e.client_id).is_none()
+            })
+            .map(|e| e.client_id)
+            .collect();
+        if self.controlled.len() + arriving.len() > limit {
+            return Err(SessionError::TooManyAwarenessClients { limit });
         }
         Ok(())
     }

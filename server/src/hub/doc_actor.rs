@@ -444,7 +444,9 @@ impl DocActor {
         outbox: Outbox,
         acks: bool,
     ) {
-        let session = peer_session(&self.config, access).with_full_state_cache();
+        let session = peer_session(&self.config, access)
+            .with_full_state_cache()
+            .with_max_awareness_clients(self.config.max_awareness_clients);
         let greeting = session.greeting(&self.doc, &self.awareness);
         self.conns.insert(
             id,
@@ -513,6 +515,17 @@ impl DocActor {
                 self.doomed.push((
                     id,
                     Close::policy("awareness_size", format!("{e} (--max-awareness-bytes)")),
+                ));
+                return;
+            }
+            Err(e @ SessionError::TooManyAwarenessClients { .. }) => {
+                warn!(doc = %self.name, %peer, error = %e, "closing connection");
+                self.doomed.push((
+                    id,
+                    Close::policy(
+                        "awareness_clients",
+                        format!("{e} (--max-awareness-clients)"),
+                    ),
                 ));
                 return;
             }
@@ -605,7 +618,8 @@ impl DocActor {
             Conn {
                 peer,
                 origin: Arc::from(format!("sse {peer}")),
-                session: peer_session(&self.config, access),
+                session: peer_session(&self.config, access)
+                    .with_max_awareness_clients(self.config.max_awareness_clients),
                 outbox,
                 acks: None,
             },
@@ -709,6 +723,13 @@ impl DocActor {
                 crate::limits::exceeded("awareness_size");
                 let _ = reply.send(Err(ApiError::TooLarge(format!(
                     "{e} (--max-awareness-bytes)"
+                ))));
+                return;
+            }
+            Err(e @ SessionError::TooManyAwarenessClients { .. }) => {
+                crate::limits::exceeded("awareness_clients");
+                let _ = reply.send(Err(ApiError::TooLarge(format!(
+                    "{e} (--max-awareness-clients)"
                 ))));
                 return;
             }
