@@ -437,3 +437,57 @@ async fn five_hundred_idle_long_pollers_hold_no_cpu() {
         assert_eq!(batch["since"], since + 1);
     }
 }
+
+/// A long-poll waiting on a document that is deleted is answered 410, as a WebSocket gets
+/// 4410: the client stops instead of polling again, which would recreate the document
+/// and post its whole replica into it. It used to get 503, "try again", like a shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_on_a_deleted_document_is_told_it_is_gone() {
+    let server = Server::start(&[]);
+    let ws = Client::connect(&server.url("gone")).await;
+    ws.insert(0, "x");
+    let (_, first) = http_json(server.port, "GET", "/api/docs/gone/poll", b"").await;
+    let (since, aw) = (
+        first["since"].as_u64().unwrap(),
+        first["aw"].as_u64().unwrap(),
+    );
+    let port = server.port;
+    let poller = tokio::spawn(async move {
+        let path = format!("/api/docs/gone/poll?since={since}&aw={aw}&timeout=30");
+        http_json(port, "GET", &path, b"").await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await; // parked
+    let (status, _) = http(server.port, "DELETE", "/api/docs/gone", b"").await;
+    assert_eq!(status, 204);
+    let (status, body) = poller.await.unwrap();
+    assert_eq!(status, 410, "{body}");
+    assert_eq!(ws.wait_closed().await.0, 4410);
+}
+
+/// An update posted over HTTP that builds on one the document never received (it went to
+/// another node, or its post was lost) is answered 409, not "saved": the part that depends
+/// on the missing one is not applied, and a client told it was saved would never send it
+/// again. Once the missing update arrives, the same post is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_posted_update_missing_what_it_builds_on_is_not_called_saved() {
+    let server = Server::start(&[]);
+    let writer = Mutex::new(Document::new("writer"));
+    let first = local_insert(&writer, 0, "first");
+    let second = local_insert(&writer, 5, " second");
+    let (status, body) = http_json(
+        server.port,
+        "POST",
+        "/api/docs/gap/updates?wait=saved",
+        &second,
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    let (_, doc) = server.json("GET", "/api/docs/gap", b"");
+    assert_ne!(doc["text"], " second");
+    for update in [&first, &second] {
+        let (status, body) = http_json(server.port, "POST", "/api/docs/gap/updates", update).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (_, doc) = server.json("GET", "/api/docs/gap", b"");
+    assert_eq!(doc["text"], "first second");
+}

@@ -117,7 +117,9 @@ pub fn api_error(e: ApiError) -> Response<Body> {
         ApiError::Rejected(_) => StatusCode::BAD_REQUEST,
         ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+        ApiError::Conflict(_) => StatusCode::CONFLICT,
         ApiError::Unavailable(_) | ApiError::Closing => StatusCode::SERVICE_UNAVAILABLE,
+        ApiError::Deleted => StatusCode::GONE,
     };
     error(status, e)
 }

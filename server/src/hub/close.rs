@@ -4,6 +4,8 @@
 
 use std::borrow::Cow;
 
+use crate::hub::command::ApiError;
+
 /// A close frame to send before dropping a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Close {
@@ -82,6 +84,16 @@ impl Close {
     /// not retry on its own.
     pub fn deleted() -> Self {
         Self::new(4410, "document deleted")
+    }
+
+    /// What an HTTP request waiting on a document gets when the document's clients are
+    /// closed with this.
+    pub fn api_error(&self) -> ApiError {
+        match self.code {
+            4410 => ApiError::Deleted,
+            1001 => ApiError::Closing,
+            _ => ApiError::Unavailable(self.reason.to_string()),
+        }
     }
 
     /// A short label for metrics.

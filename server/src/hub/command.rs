@@ -264,10 +264,20 @@ pub enum ApiError {
     /// The payload is over a size limit (`--max-doc-bytes`, `--max-awareness-bytes`).
     #[error("{0}")]
     TooLarge(String),
+    /// A posted update builds on changes the document has not received; what depends on
+    /// them was not applied.
+    #[error("{0}")]
+    Conflict(String),
     /// The poster may not change the document (its SSE session is read-only).
     #[error("{0}")]
     Forbidden(String),
-    /// The document is being deleted or the server is shutting down.
+    /// The server is shutting down (try again: another node, or this one restarted).
     #[error("document is closing")]
     Closing,
+    /// The document was deleted while the request waited on it (a long-poll, a post
+    /// waiting to be saved) or reached it while the delete went on. Answered 410, as a
+    /// WebSocket gets 4410: a client that took it for "try again" would reconnect and
+    /// send its whole replica, bringing the deleted document back.
+    #[error("document deleted")]
+    Deleted,
 }

@@ -224,7 +224,7 @@ async fn fail_all(
     while let Ok(cmd) = rx.try_recv() {
         rest.push(cmd);
     }
-    let unavailable = || ApiError::Unavailable(close.reason.to_string());
+    let unavailable = || close.api_error();
     for cmd in early.into_iter().chain(rest) {
         match cmd {
             Command::Join { outbox, .. } => {
@@ -745,9 +745,19 @@ impl DocActor {
             return;
         }
         let changed = outcome.applied.is_some() || !outcome.awareness.is_empty();
+        let missing = outcome.missing;
         self.publish(&outcome.broadcast);
         self.publish_presence(outcome.awareness.all());
         self.absorb(session, outcome, origin, started);
+        if missing {
+            // What the update builds on never reached this document (it went to another
+            // node, or was lost), so the part that depends on it was dropped. Answered as
+            // an error, not as saved: the client syncs again and sends what is missing.
+            let _ = reply.send(Err(ApiError::Conflict(
+                "the update depends on changes this document has not received: sync first".into(),
+            )));
+            return;
+        }
         let seq = self.durability.last_seq();
         if wait_saved {
             self.waiting_posts.push((seq, reply, changed));
@@ -978,10 +988,10 @@ impl DocActor {
         }
         self.publish_presence(removed);
         for (_, reply, _) in self.waiting_posts.drain(..) {
-            let _ = reply.send(Err(ApiError::Closing));
+            let _ = reply.send(Err(close.api_error()));
         }
         for (_, _, reply) in self.pollers.drain(..) {
-            let _ = reply.send(Err(ApiError::Closing));
+            let _ = reply.send(Err(close.api_error()));
         }
     }
 
