@@ -9,7 +9,7 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{Client, PgDatabase, Server};
+use support::{counter, Client, PgDatabase, Server};
 use tokio::sync::Mutex;
 
 const REDIS: &str = "redis://127.0.0.1:6379";
@@ -207,6 +207,59 @@ async fn a_redis_restart_mid_edit_ends_converged() {
         })
         .await;
     }
+}
+
+/// Only the publishing connection of a node is cut (an idle timeout, a `CLIENT KILL`): its
+/// next publish fails and it is unready meanwhile, then it reconnects, is ready again and
+/// its clients' edits reach the other node. Readiness used to come back only when the
+/// subscribing connection reconnected, which here it never has to: the node stayed unready
+/// for good and a load balancer would have taken it out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_publishing_connection_is_cut_is_ready_again() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (nodes, _db) = cluster(2, &[]).await;
+    let a = Client::connect(&nodes[0].url("doc")).await;
+    let b = Client::connect(&nodes[1].url("doc")).await;
+    a.insert(0, "start.");
+    b.wait_text(|t| t == "start.", "relayed").await;
+    let (_, ready) = nodes[0].json("GET", "/readyz", b"");
+    let name = format!("tandem-pub-{}", ready["node"].as_str().unwrap());
+    let list = Command::new("redis-cli")
+        .args(["-p", "6379", "client", "list"])
+        .output()
+        .expect("redis-cli");
+    let list = String::from_utf8_lossy(&list.stdout);
+    let id = list
+        .lines()
+        .find(|l| l.contains(&format!(" name={name} ")))
+        .and_then(|l| l.split_whitespace().find_map(|f| f.strip_prefix("id=")))
+        .unwrap_or_else(|| panic!("no connection named {name} in\n{list}"))
+        .to_owned();
+    let killed = Command::new("redis-cli")
+        .args(["-p", "6379", "client", "kill", "id", &id])
+        .output()
+        .expect("redis-cli");
+    assert_eq!(String::from_utf8_lossy(&killed.stdout).trim(), "1");
+    // The next publish fails: the link is down (that edit is dropped, and repaired by the
+    // resync). Edits go on, and the node must be ready again once it published one.
+    eventually("a publish failed", || {
+        a.insert(u32::MAX, ".");
+        counter(&nodes[0], "tandem_cluster_link_failures_total") >= 1.0
+    })
+    .await;
+    eventually("node 0 ready again with its publisher reconnected", || {
+        a.insert(u32::MAX, ".");
+        nodes[0].request("GET", "/readyz", b"").0 == 200
+    })
+    .await;
+    a.insert(0, "end.");
+    let want = a.text();
+    b.wait_text(
+        |t| t.starts_with("end.") && t.len() == want.len(),
+        "converged",
+    )
+    .await;
+    assert_eq!(b.text(), a.text());
 }
 
 /// A client of node 0 with a cursor, seen by a watcher on node 1: (watcher, client, its id).

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use support::{close_of, each_backend, raw, Client, Server};
+use support::{close_of, counter, each_backend, raw, Client, Server};
 use tandem_engine::Document;
 use tokio_tungstenite::tungstenite::Message as Ws;
 
@@ -438,14 +438,6 @@ async fn a_delete_is_answered_without_waiting_for_the_next_commit() {
         let c = Client::connect(&server.url("doomed")).await;
         assert_eq!(c.text(), "", "{backend}: the name starts afresh");
     }
-}
-
-/// Counter `name` in the server's `/metrics` (0 before it is first counted).
-fn counter(server: &Server, name: &str) -> f64 {
-    let (_, body) = server.http("/metrics");
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// A document whose writes the database refuses (here a trigger refuses two documents'

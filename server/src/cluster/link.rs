@@ -26,8 +26,24 @@ const PUBLISH_BATCH: usize = 512;
 /// within a few seconds.
 const PING_EVERY: Duration = Duration::from_secs(1);
 
-fn set_down(shared: &Shared, why: String) {
-    if shared.up.swap(false, Ordering::AcqRel) {
+/// Which of the two connections to Redis a change of health is about.
+#[derive(Clone, Copy)]
+enum Side {
+    Subscriber,
+    Publisher,
+}
+
+fn flag(shared: &Shared, side: Side) -> &std::sync::atomic::AtomicBool {
+    match side {
+        Side::Subscriber => &shared.subscribed,
+        Side::Publisher => &shared.publishing,
+    }
+}
+
+fn set_down(shared: &Shared, side: Side, why: String) {
+    let was_up = shared.is_up();
+    flag(shared, side).store(false, Ordering::Release);
+    if was_up {
         warn!(error = %why, "redis link down: serving local clients only until it returns");
         metrics::counter!("tandem_cluster_link_failures_total").increment(1);
     }
@@ -35,10 +51,12 @@ fn set_down(shared: &Shared, why: String) {
     *shared.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
 }
 
-fn set_up(shared: &Shared) {
-    *shared.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    shared.up.store(true, Ordering::Release);
-    metrics::gauge!("tandem_cluster_up").set(1.0);
+fn set_up(shared: &Shared, side: Side) {
+    flag(shared, side).store(true, Ordering::Release);
+    if shared.is_up() {
+        *shared.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        metrics::gauge!("tandem_cluster_up").set(1.0);
+    }
 }
 
 /// The documents this node has loaded: channel → (name, where their frames go).
@@ -58,7 +76,7 @@ pub(super) async fn subscriber(
         let pubsub = match client.get_async_pubsub().await {
             Ok(p) => p,
             Err(e) => {
-                set_down(&shared, format!("redis unreachable: {e}"));
+                set_down(&shared, Side::Subscriber, format!("redis unreachable: {e}"));
                 // Keep registering documents while waiting: they subscribe on reconnect.
                 let deadline = tokio::time::Instant::now() + backoff;
                 while let Ok(Some(op)) = tokio::time::timeout_at(deadline, ops.recv()).await {
@@ -77,11 +95,15 @@ pub(super) async fn subscriber(
             }
         }
         if let Some(e) = failed {
-            set_down(&shared, format!("redis subscribe failed: {e}"));
+            set_down(
+                &shared,
+                Side::Subscriber,
+                format!("redis subscribe failed: {e}"),
+            );
             tokio::time::sleep(backoff).await;
             continue;
         }
-        set_up(&shared);
+        set_up(&shared, Side::Subscriber);
         backoff = BACKOFF.0;
         if ever_up {
             info!(
@@ -137,7 +159,7 @@ pub(super) async fn subscriber(
                 },
             }
         };
-        set_down(&shared, why);
+        set_down(&shared, Side::Subscriber, why);
     }
 }
 
@@ -255,9 +277,26 @@ impl Publisher {
     ) {
         if self.conn.is_none() {
             match self.client.get_multiplexed_async_connection().await {
-                Ok(c) => self.conn = Some(c),
+                Ok(mut c) => {
+                    // Named, so that an operator (or a test) can tell which connection of
+                    // `CLIENT LIST` is which node's. A proxy may refuse the command.
+                    let name = format!("tandem-pub-{}", self.shared.node);
+                    let named = redis::cmd("CLIENT")
+                        .arg("SETNAME")
+                        .arg(&name)
+                        .query_async::<()>(&mut c)
+                        .await;
+                    if let Err(e) = named {
+                        debug!(error = %e, "could not name the redis publishing connection");
+                    }
+                    self.conn = Some(c);
+                }
                 Err(e) => {
-                    set_down(&self.shared, format!("redis unreachable: {e}"));
+                    set_down(
+                        &self.shared,
+                        Side::Publisher,
+                        format!("redis unreachable: {e}"),
+                    );
                     // Memory stays bounded by one backoff's worth of traffic, and the
                     // resync repairs the loss.
                     while let Ok(out) = queue.try_recv() {
@@ -280,12 +319,17 @@ impl Publisher {
                 self.backoff = BACKOFF.0;
                 metrics::counter!("tandem_cluster_published_total").increment(count as u64);
                 if std::mem::take(&mut self.lost) {
+                    set_up(&self.shared, Side::Publisher);
                     let _ = self.ops.send(Op::Resync);
                 }
             }
             Err(e) => {
                 // Dropped; the subscriber's reconnect triggers the resync that repairs it.
-                set_down(&self.shared, format!("redis publish failed: {e}"));
+                set_down(
+                    &self.shared,
+                    Side::Publisher,
+                    format!("redis publish failed: {e}"),
+                );
                 metrics::counter!("tandem_cluster_dropped_total").increment(count as u64);
                 self.lost = true;
                 self.conn = None;

@@ -72,8 +72,21 @@ enum Op {
 struct Shared {
     node: Uuid,
     prefix: String,
-    up: AtomicBool,
+    /// The subscriber is connected and subscribed.
+    subscribed: AtomicBool,
+    /// The publisher's last batch went through (or none failed yet).
+    publishing: AtomicBool,
     last_error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    /// Both directions work: this node hears the others and they hear it. Tracked apart
+    /// because each has its own connection, and either can fail alone (an idle timeout, a
+    /// `CLIENT KILL`): with one flag, a publish failing after the subscriber reconnected
+    /// left the node unready for good, as only a reconnect of the subscriber raised it.
+    fn is_up(&self) -> bool {
+        self.subscribed.load(Ordering::Acquire) && self.publishing.load(Ordering::Acquire)
+    }
 }
 
 /// What the publisher task is handed, in order.
@@ -101,7 +114,8 @@ impl Cluster {
         let shared = Arc::new(Shared {
             node,
             prefix: prefix.to_owned(),
-            up: AtomicBool::new(false),
+            subscribed: AtomicBool::new(false),
+            publishing: AtomicBool::new(true),
             last_error: Mutex::new(Some("connecting".into())),
         });
         let (ops, ops_rx) = mpsc::unbounded_channel();
@@ -127,7 +141,7 @@ impl Cluster {
 
     /// `Ok` while the link to Redis is up; else why not (for `/readyz`).
     pub fn status(&self) -> Result<(), String> {
-        if self.shared.up.load(Ordering::Acquire) {
+        if self.shared.is_up() {
             Ok(())
         } else {
             Err(self

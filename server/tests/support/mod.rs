@@ -692,3 +692,11 @@ pub fn unb64(text: &str) -> Vec<u8> {
         .decode(text)
         .unwrap()
 }
+
+/// Counter `name` in the server's `/metrics` (0 before it is first counted).
+pub fn counter(server: &Server, name: &str) -> f64 {
+    let (_, body) = server.http("/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
