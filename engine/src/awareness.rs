@@ -196,11 +196,11 @@ impl Awareness {
                 }
             } else {
                 let previous = self.states.insert(id, entry.state.clone());
-                // A state for a client whose state is gone (it left, or timed out, and
-                // came back: a reconnect resends it at the same clock, or renews it) is
-                // an arrival, as for a client never seen. y-protocols calls it an update,
-                // so a hub would not count it among the clients the connection controls,
-                // and never remove it when that connection closes.
+                // A state for a client whose state is gone (it left or timed out, and came
+                // back with a newer clock: its renewal after a reconnect) is an arrival,
+                // as for a client never seen. y-protocols calls it an update, so a hub
+                // would not count it among the clients the connection controls, and
+                // never remove it when that connection closes.
                 if !had_meta || previous.is_none() {
                     changes.added.push(id);
                 } else {
@@ -269,10 +269,13 @@ impl Awareness {
             .map(|(id, _)| *id)
             .collect();
         let changes = self.remove_states(&outdated, now_ms);
+        // Not the clocks of states removed just now: their removal is encoded from them,
+        // perhaps later (a hub batches presence).
         let states = &self.states;
         self.meta.retain(|id, m| {
             *id == local
                 || states.contains_key(id)
+                || changes.removed.contains(id)
                 || now_ms.saturating_sub(m.last_updated_ms) < FORGET_AFTER_MS
         });
         (changes, renewal)

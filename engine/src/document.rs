@@ -63,6 +63,11 @@ pub struct Applied {
     /// After the update, parts of the document wait for updates this replica has not seen.
     /// The caller should ask its peer for a resync (send a sync step 1).
     pub missing: bool,
+    /// This update was not wholly applied: it was refused for skipping clocks, or it left
+    /// parts waiting where nothing waited before. Unlike `missing`, which stays true for as
+    /// long as anything in the document waits (whoever sent it), this is about this update:
+    /// what a caller answering its sender ("saved", or not) needs.
+    pub incomplete: bool,
 }
 
 impl Document {
@@ -280,6 +285,7 @@ impl Document {
             return Ok(Applied {
                 update: None,
                 missing: true,
+                incomplete: true,
             });
         };
         if applied.update.is_some() {
@@ -343,6 +349,7 @@ impl Document {
         Ok(self.apply(update, Gaps::Refuse)?.unwrap_or(Applied {
             update: None,
             missing: true,
+            incomplete: true,
         }))
     }
 
@@ -420,6 +427,7 @@ impl Document {
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let mut txn = self.doc.transact_mut_with(REMOTE_ORIGIN);
             let before = txn.state_vector();
+            let waited = txn.has_missing_updates();
             if gaps == Gaps::Refuse && skips_clocks(&update, &before) {
                 return Ok(None);
             }
@@ -450,7 +458,11 @@ impl Document {
                 let txn = self.read();
                 let _ = txn.encode_state_as_update_v1(&txn.state_vector());
             }
-            Ok::<_, DocError>(Some(Applied { update, missing }))
+            Ok::<_, DocError>(Some(Applied {
+                update,
+                missing,
+                incomplete: missing && !waited,
+            }))
         }));
         match outcome {
             Ok(result) => result,

@@ -456,7 +456,7 @@ async fn a_long_poll_on_a_deleted_document_is_told_it_is_gone() {
         let path = format!("/api/docs/gone/poll?since={since}&aw={aw}&timeout=30");
         http_json(port, "GET", &path, b"").await
     });
-    tokio::time::sleep(Duration::from_millis(500)).await; // parked
+    tokio::time::sleep(Duration::from_secs(1)).await; // parked
     let (status, _) = http(server.port, "DELETE", "/api/docs/gone", b"").await;
     assert_eq!(status, 204);
     let (status, body) = poller.await.unwrap();
@@ -490,4 +490,40 @@ async fn a_posted_update_missing_what_it_builds_on_is_not_called_saved() {
     }
     let (_, doc) = server.json("GET", "/api/docs/gap", b"");
     assert_eq!(doc["text"], "first second");
+}
+
+/// An update left waiting (it builds on one the document never received) makes only its
+/// own post a 409, not every later post of every client: the document still waits for the
+/// missing part, but an update that does not build on it is applied and saved as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gap_left_by_one_poster_does_not_refuse_the_others() {
+    let server = Server::start(&[]);
+    let a = Mutex::new(Document::new("a"));
+    let first = local_insert(&a, 0, "first");
+    let b = Mutex::new(Document::new("b"));
+    b.lock().unwrap().apply_update_v1(&first).unwrap();
+    let after = local_insert(&b, 5, " after");
+    let (status, body) = http_json(server.port, "POST", "/api/docs/gaps/updates", &after).await;
+    assert_eq!(status, 409, "{body}");
+    let c = Mutex::new(Document::new("c"));
+    let other = local_insert(&c, 0, "other");
+    let (status, body) = http_json(
+        server.port,
+        "POST",
+        "/api/docs/gaps/updates?wait=saved",
+        &other,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["saved"], true);
+    for update in [&first, &after] {
+        let (status, body) = http_json(server.port, "POST", "/api/docs/gaps/updates", update).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (_, doc) = server.json("GET", "/api/docs/gaps", b"");
+    let text = doc["text"].as_str().unwrap();
+    assert!(
+        text.contains("first after") && text.contains("other"),
+        "{text}"
+    );
 }

@@ -167,10 +167,18 @@ impl Poster {
                     this.pump();
                 }
                 Err(e) => {
-                    // The server is unreachable: the provider reconnects, and the sync on
-                    // reconnect sends whatever the server still lacks.
+                    // A refusal that retrying cannot change ends the session as the
+                    // WebSocket's 44xx close does: 410 above all, the document was deleted,
+                    // and reconnecting would post the whole replica into a new one.
+                    // Anything else (the server unreachable or busy, or 409: it lacks what
+                    // this update builds on) reconnects, and the sync on reconnect sends
+                    // whatever the server still lacks.
+                    let code = match e.status {
+                        Some(s @ (401 | 403 | 410 | 413)) => 4000 + s,
+                        _ => 1006,
+                    };
                     this.closed.set(true);
-                    this.target.sink.closed(epoch, 1006, &e.message, true);
+                    this.target.sink.closed(epoch, code, &e.message, true);
                 }
             }
         });

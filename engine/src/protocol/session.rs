@@ -53,6 +53,9 @@ pub struct Outcome {
     pub full_state: bool,
     /// The document waits for updates it has not seen; a step 1 was added to `reply`.
     pub missing: bool,
+    /// The message's update was not wholly applied: part of it waits for updates this
+    /// replica has not received ([`crate::Applied::incomplete`]).
+    pub incomplete: bool,
     /// The server acknowledged that this many of our document updates are durable
     /// (Tandem's opt-in "saved" extension; client role).
     pub saved: Option<u64>,
@@ -266,6 +269,7 @@ impl SyncSession {
             }
             out.applied = Some(update);
         }
+        out.incomplete |= applied.incomplete;
         if applied.missing {
             out.missing = true;
             // Ask once per gap; asking on every further update would flood the peer.
@@ -281,7 +285,7 @@ impl SyncSession {
 
     /// Fails if `update` would leave the peer with states for more client ids than
     /// [`SyncSession::with_max_awareness_clients`] allows: its own, plus those of ids that
-    /// have no state now (they would become its own).
+    /// have no state now and that the update would set (they would become its own).
     fn check_awareness_clients(
         &self,
         awareness: &Awareness,
@@ -298,6 +302,7 @@ impl SyncSession {
                 !e.is_removal()
                     && !self.controlled.contains(&e.client_id)
                     && awareness.state(e.client_id).is_none()
+                    && e.clock > awareness.clock(e.client_id).unwrap_or(0)
             })
             .map(|e| e.client_id)
             .collect();

@@ -228,7 +228,22 @@ pub(super) async fn publisher(
         backoff: BACKOFF.0,
         lost: false,
     };
-    while let Some(first) = queue.recv().await {
+    loop {
+        let next = if link.lost {
+            // Publishes were lost: check on Redis now and then even with nothing to send,
+            // so that the node is ready again without waiting for a document to publish
+            // (an unready node gets no traffic, and its idle documents unload).
+            tokio::select! {
+                next = queue.recv() => next,
+                _ = tokio::time::sleep(link.backoff) => {
+                    link.probe().await;
+                    continue;
+                }
+            }
+        } else {
+            queue.recv().await
+        };
+        let Some(first) = next else { return };
         let mut pipe = redis::pipe();
         let mut count = 0;
         let mut flushes = Vec::new();
@@ -276,21 +291,8 @@ impl Publisher {
         flushes: &mut Vec<tokio::sync::oneshot::Sender<()>>,
     ) {
         if self.conn.is_none() {
-            match self.client.get_multiplexed_async_connection().await {
-                Ok(mut c) => {
-                    // Named, so that an operator (or a test) can tell which connection of
-                    // `CLIENT LIST` is which node's. A proxy may refuse the command.
-                    let name = format!("tandem-pub-{}", self.shared.node);
-                    let named = redis::cmd("CLIENT")
-                        .arg("SETNAME")
-                        .arg(&name)
-                        .query_async::<()>(&mut c)
-                        .await;
-                    if let Err(e) = named {
-                        debug!(error = %e, "could not name the redis publishing connection");
-                    }
-                    self.conn = Some(c);
-                }
+            match self.connect().await {
+                Ok(()) => {}
                 Err(e) => {
                     set_down(
                         &self.shared,
@@ -316,15 +318,12 @@ impl Publisher {
         let c = self.conn.as_mut().expect("connected above");
         match pipe.query_async::<()>(c).await {
             Ok(()) => {
-                self.backoff = BACKOFF.0;
                 metrics::counter!("tandem_cluster_published_total").increment(count as u64);
-                if std::mem::take(&mut self.lost) {
-                    set_up(&self.shared, Side::Publisher);
-                    let _ = self.ops.send(Op::Resync);
-                }
+                self.recovered();
             }
             Err(e) => {
-                // Dropped; the subscriber's reconnect triggers the resync that repairs it.
+                // Dropped; the next publish or probe that goes through asks for the resync
+                // that repairs it.
                 set_down(
                     &self.shared,
                     Side::Publisher,
@@ -334,6 +333,59 @@ impl Publisher {
                 self.lost = true;
                 self.conn = None;
             }
+        }
+    }
+
+    /// Opens the publishing connection. It is named, so that an operator (or a test) can
+    /// tell which connection of `CLIENT LIST` is which node's; a proxy may refuse that.
+    async fn connect(&mut self) -> Result<(), redis::RedisError> {
+        let mut c = self.client.get_multiplexed_async_connection().await?;
+        let name = format!("tandem-pub-{}", self.shared.node);
+        let named = redis::cmd("CLIENT")
+            .arg("SETNAME")
+            .arg(&name)
+            .query_async::<()>(&mut c)
+            .await;
+        if let Err(e) = named {
+            debug!(error = %e, "could not name the redis publishing connection");
+        }
+        self.conn = Some(c);
+        Ok(())
+    }
+
+    /// While publishes are lost and nothing is queued: one PING, connecting first if need
+    /// be. Success counts as a publish that went through.
+    async fn probe(&mut self) {
+        let ping = match self.conn.is_some() {
+            true => Ok(()),
+            false => self.connect().await,
+        };
+        let ping = match (ping, self.conn.as_mut()) {
+            (Ok(()), Some(c)) => redis::cmd("PING").query_async::<()>(c).await,
+            (Err(e), _) => Err(e),
+            (Ok(()), None) => return,
+        };
+        match ping {
+            Ok(()) => self.recovered(),
+            Err(e) => {
+                set_down(
+                    &self.shared,
+                    Side::Publisher,
+                    format!("redis unreachable: {e}"),
+                );
+                self.conn = None;
+                self.backoff = (self.backoff * 2).min(BACKOFF.1);
+            }
+        }
+    }
+
+    /// Something went through: if publishes were lost before, the link is up again on
+    /// this side and every document resyncs to repair the loss.
+    fn recovered(&mut self) {
+        self.backoff = BACKOFF.0;
+        if std::mem::take(&mut self.lost) {
+            set_up(&self.shared, Side::Publisher);
+            let _ = self.ops.send(Op::Resync);
         }
     }
 }

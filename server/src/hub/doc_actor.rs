@@ -684,6 +684,21 @@ impl DocActor {
                 }
             },
         };
+        // Posts naming no subscription share one protocol session, which cannot count
+        // clients per poster: each post is held to the limit instead.
+        let shared = session.and_then(|id| self.conns.get(&id)).is_none();
+        if let Some(u) = awareness.as_ref().filter(|_| shared) {
+            if u.entries.len() > self.config.max_awareness_clients {
+                crate::limits::exceeded("awareness_clients");
+                let _ = reply.send(Err(ApiError::TooLarge(format!(
+                    "presence for {} client ids in one post, more than the {} allowed \
+                     (--max-awareness-clients)",
+                    u.entries.len(),
+                    self.config.max_awareness_clients
+                ))));
+                return;
+            }
+        }
         let message = match awareness {
             Some(u) => Message::Awareness(u),
             None => {
@@ -745,11 +760,11 @@ impl DocActor {
             return;
         }
         let changed = outcome.applied.is_some() || !outcome.awareness.is_empty();
-        let missing = outcome.missing;
+        let incomplete = outcome.incomplete;
         self.publish(&outcome.broadcast);
         self.publish_presence(outcome.awareness.all());
         self.absorb(session, outcome, origin, started);
-        if missing {
+        if incomplete {
             // What the update builds on never reached this document (it went to another
             // node, or was lost), so the part that depends on it was dropped. Answered as
             // an error, not as saved: the client syncs again and sends what is missing.
@@ -912,6 +927,8 @@ impl DocActor {
         for conn in self.conns.values_mut() {
             conn.session.forget(&changes.removed);
         }
+        self.http_session.forget(&changes.removed);
+        self.cluster_session.forget(&changes.removed);
         self.note_presence(&changes);
     }
 
