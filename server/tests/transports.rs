@@ -527,3 +527,30 @@ async fn a_gap_left_by_one_poster_does_not_refuse_the_others() {
         "{text}"
     );
 }
+
+/// An SSE subscriber of a document that is deleted gets the stream's last event, `close`
+/// with 4410, as a WebSocket gets its close frame. The stream used to end without it
+/// (the document drops the subscription's queue right after the close signal, and the
+/// queue was looked at first): the browser client took that for a broken stream,
+/// reconnected, and brought the document back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sse_subscriber_of_a_deleted_document_is_told_it_is_gone() {
+    let server = Server::start(&[]);
+    let ws = Client::connect(&server.url("gone-sse")).await;
+    ws.insert(0, "x");
+    let (mut events, _task) = sse_stream(server.port, "/api/docs/gone-sse/events", &[]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // subscribed
+    let (status, _) = http(server.port, "DELETE", "/api/docs/gone-sse", b"").await;
+    assert_eq!(status, 204);
+    let mut last = None;
+    while let Ok(Some(e)) = tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+        last = Some(e);
+    }
+    let last = last.expect("some events");
+    assert_eq!(
+        last.event, "close",
+        "the stream ended without a close event"
+    );
+    let data: serde_json::Value = serde_json::from_str(&last.data).unwrap();
+    assert_eq!(data["code"], 4410);
+}

@@ -289,3 +289,30 @@ test('a read-only link shows live edits, presence included, and cannot change th
   assert.equal((await res.json()).text, 'written by the owner')
   assert.deepEqual(errors.filter((e) => !/Permission denied|permission-denied|read-only/i.test(e)), [])
 })
+
+// A document deleted while a tab has it open: the tab is told (4410, as a WebSocket close)
+// and stops, instead of reconnecting and posting its copy into a new document. On polling,
+// the parked long-poll used to get 503, "try again", and the tab brought the document back.
+for (const transport of ['polling', 'sse']) {
+  test(`a tab on ${transport} whose document is deleted stops and does not bring it back`, async (t) => {
+    const server = await startServer(t)
+    const browser = await launch(t)
+    const doc = `deleted-${transport}`
+    const page = await editorPage(await browser.newContext(), server, doc, `?transports=${transport}`)
+    await page.evaluate(() => {
+      window.closeCode = null
+      window.tandem.provider.on('error', (e) => { window.closeCode = e.code })
+    })
+    await typeAt(page, 0, 'soon gone')
+    await until(page, () => window.tandem.provider.saved, null, 'saved')
+    await sleep(500) // the long-poll waits on the document again
+    const del = await fetch(`${server.url}/api/docs/${doc}`, { method: 'DELETE' })
+    assert.equal(del.status, 204)
+    await until(page, () => window.closeCode !== null, null, 'the tab told the document is gone')
+    assert.equal(await page.evaluate(() => window.closeCode), 4410)
+    await sleep(2000) // past the first reconnect backoff
+    assert.equal(await page.evaluate(() => window.tandem.provider.status), 'disconnected')
+    const res = await fetch(`${server.url}/api/docs/${doc}`)
+    assert.equal(res.status, 404, 'the deleted document came back')
+  })
+}

@@ -176,6 +176,13 @@ fn events(
     warp::reply::with_header(warp::sse::reply(body), "x-accel-buffering", "no").into_response()
 }
 
+/// The last event of a stream the server ends: `{"code":…,"reason":…}`, codes as on the
+/// WebSocket.
+fn close_event(close: &Close) -> Event {
+    let data = serde_json::json!({ "code": close.code, "reason": close.reason });
+    Event::default().event("close").data(data.to_string())
+}
+
 /// The receiving side of one subscription.
 struct Feed {
     rx: flume::Receiver<Out>,
@@ -206,13 +213,20 @@ impl Feed {
                                 return Some((Ok(event), feed));
                             }
                         }
-                        Err(_) => return None,
+                        // The document fires the close signal, then drops the queue's
+                        // sender: a closed queue is where to look for the signal. Ending
+                        // without it lost the reason (4410 for a deleted document), and the
+                        // client reconnected and brought the document back.
+                        Err(_) => {
+                            feed.ended = true;
+                            let close = feed.close.try_recv().ok()?;
+                            return Some((Ok(close_event(&close)), feed));
+                        }
                     },
                     close = &mut feed.close => {
                         feed.ended = true;
                         let close = close.ok()?;
-                        let data = serde_json::json!({ "code": close.code, "reason": close.reason });
-                        return Some((Ok(Event::default().event("close").data(data.to_string())), feed));
+                        return Some((Ok(close_event(&close)), feed));
                     }
                 }
             }

@@ -643,13 +643,16 @@ pub async fn sse_stream(
                 raw.drain(..end + 4);
                 headers_done = true;
             }
-            // Dechunk whatever complete chunks arrived.
+            // Dechunk whatever complete chunks arrived. The last chunk (size 0) may come in
+            // the same read as the last events: they are passed on before the end.
+            let mut ended = false;
             while let Some(line) = raw.windows(2).position(|w| w == b"\r\n") {
                 let size =
                     usize::from_str_radix(std::str::from_utf8(&raw[..line]).unwrap().trim(), 16)
                         .unwrap();
                 if size == 0 {
-                    return;
+                    ended = true;
+                    break;
                 }
                 if raw.len() < line + 2 + size + 2 {
                     break;
@@ -675,6 +678,9 @@ pub async fn sse_stream(
                 if any && tx.send(ev).is_err() {
                     return;
                 }
+            }
+            if ended {
+                return;
             }
         }
     });
