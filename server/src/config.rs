@@ -45,6 +45,14 @@ pub struct Config {
     #[arg(long, env = "TANDEM_REDIS_PREFIX", default_value = "tandem")]
     pub redis_prefix: String,
 
+    /// Frames from other nodes one document may have waiting (cluster mode). A document
+    /// slower than the others' edits drops what does not fit and then asks the other
+    /// nodes for what it lacks, as after a Redis outage: the wait never holds up the other
+    /// documents (they share one Redis connection), and memory stays bounded.
+    #[arg(long, env = "TANDEM_CLUSTER_QUEUE", default_value_t = 8192,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub cluster_queue: usize,
+
     /// Milliseconds between group commits: updates arriving meanwhile are written in one
     /// transaction. Lower means earlier "saved" acknowledgements, higher fewer transactions.
     /// At most 60000: a longer wait only delays acknowledgements. A shutdown's last flush

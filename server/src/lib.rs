@@ -85,7 +85,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let cluster = match &config.redis_url {
         Some(url) => {
             let node = config.node_id.unwrap_or_else(uuid::Uuid::new_v4);
-            let cluster = cluster::Cluster::start(url, node, &config.redis_prefix)?;
+            let cluster =
+                cluster::Cluster::start(url, node, &config.redis_prefix, config.cluster_queue)?;
             info!(%node, "cluster mode: sharing documents through redis");
             Some(cluster)
         }

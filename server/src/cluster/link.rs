@@ -13,7 +13,9 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::{channel, decode, Op, Outgoing, Remote, Shared};
+use uuid::Uuid;
+
+use super::{channel, decode, Op, Outgoing, Remote, Shared, DELETED};
 
 /// First and longest pause between reconnection attempts.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
@@ -59,8 +61,76 @@ fn set_up(shared: &Shared, side: Side) {
     }
 }
 
-/// The documents this node has loaded: channel → (name, where their frames go).
-type Docs = HashMap<Vec<u8>, (Arc<str>, mpsc::Sender<Remote>)>;
+/// The documents this node has loaded, by channel.
+type Docs = HashMap<Vec<u8>, Member>;
+
+/// A loaded document as the subscriber sees it: where its frames go, and whether it missed
+/// some. Its queue is bounded, and the subscriber never waits on one document (every other
+/// document's frames arrive on the same connection), so what a full queue cannot take is
+/// dropped and repaired the way an outage is: the document resyncs once it has room.
+struct Member {
+    doc: Arc<str>,
+    to: mpsc::Sender<Remote>,
+    /// Frames were dropped, or a resync could not be queued: it must resync.
+    behind: bool,
+}
+
+impl Member {
+    fn new(doc: Arc<str>, to: mpsc::Sender<Remote>) -> Self {
+        Self {
+            doc,
+            to,
+            behind: false,
+        }
+    }
+
+    /// The document must ask the other nodes for what it lacks (and republish its presence).
+    fn resync(&mut self) {
+        self.behind = true;
+        self.catch_up();
+    }
+
+    /// Queues the resync a document that missed frames owes, if its queue has room. The
+    /// resync's step 1 is sent after every dropped frame was published, so the answers
+    /// bring all of them.
+    fn catch_up(&mut self) {
+        if self.behind && self.to.try_send(Remote::Reconnected).is_ok() {
+            self.behind = false;
+        }
+    }
+
+    /// Hands a frame of another node to the document, or drops it and notes the debt.
+    fn deliver(&mut self, node: Uuid, frame: &[u8]) {
+        self.catch_up();
+        let remote = Remote::Frame {
+            node,
+            frame: Bytes::copy_from_slice(frame),
+        };
+        if self.behind {
+            self.drop_frame(remote);
+            return;
+        }
+        if let Err(mpsc::error::TrySendError::Full(remote)) = self.to.try_send(remote) {
+            self.drop_frame(remote);
+        }
+    }
+
+    fn drop_frame(&mut self, remote: Remote) {
+        if matches!(&remote, Remote::Frame { frame, .. } if frame[..] == *DELETED) {
+            // No resync brings a deletion back: this one frame waits for room.
+            let to = self.to.clone();
+            tokio::spawn(async move {
+                let _ = to.send(remote).await;
+            });
+            return;
+        }
+        if !self.behind {
+            warn!(doc = %self.doc, "a document fell behind the other nodes' frames: it will resync");
+        }
+        self.behind = true;
+        metrics::counter!("tandem_cluster_received_dropped_total").increment(1);
+    }
+}
 
 /// Receives every loaded document's channel and hands frames of other nodes to the
 /// document; keeps the subscriptions across reconnects.
@@ -110,9 +180,7 @@ pub(super) async fn subscriber(
                 documents = docs.len(),
                 "redis link back: resyncing documents"
             );
-            for (_, to) in docs.values() {
-                let _ = to.try_send(Remote::Reconnected);
-            }
+            docs.values_mut().for_each(Member::resync);
         }
         ever_up = true;
         let mut ping = tokio::time::interval(PING_EVERY);
@@ -120,6 +188,7 @@ pub(super) async fn subscriber(
         let why = loop {
             tokio::select! {
                 _ = ping.tick() => {
+                    docs.values_mut().for_each(Member::catch_up);
                     match tokio::time::timeout(PING_EVERY * 2, sink.ping::<redis::Value>()).await {
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => break format!("redis ping failed: {e}"),
@@ -130,7 +199,7 @@ pub(super) async fn subscriber(
                     None => return,
                     Some(Op::Join { doc, to, ready }) => {
                         let ch = channel(&shared.prefix, &doc);
-                        docs.insert(ch.clone(), (doc, to));
+                        docs.insert(ch.clone(), Member::new(doc, to));
                         if let Err(e) = sink.subscribe(ch.as_slice()).await {
                             break format!("redis subscribe failed: {e}");
                         }
@@ -138,14 +207,12 @@ pub(super) async fn subscriber(
                     }
                     Some(Op::Resync) => {
                         info!(documents = docs.len(), "publishing resumed: resyncing documents");
-                        for (_, to) in docs.values() {
-                            let _ = to.try_send(Remote::Reconnected);
-                        }
+                        docs.values_mut().for_each(Member::resync);
                     }
                     Some(Op::Leave { doc }) => {
                         let ch = channel(&shared.prefix, &doc);
                         // A document reloaded meanwhile registered a new sender: keep it.
-                        if docs.get(&ch).is_some_and(|(_, to)| to.is_closed()) {
+                        if docs.get(&ch).is_some_and(|m| m.to.is_closed()) {
                             docs.remove(&ch);
                             if let Err(e) = sink.unsubscribe(ch.as_slice()).await {
                                 break format!("redis unsubscribe failed: {e}");
@@ -155,7 +222,7 @@ pub(super) async fn subscriber(
                 },
                 msg = stream.next() => match msg {
                     None => break "redis connection lost".to_owned(),
-                    Some(msg) => dispatch(&shared, &docs, &msg),
+                    Some(msg) => dispatch(&shared, &mut docs, &msg),
                 },
             }
         };
@@ -167,12 +234,12 @@ pub(super) async fn subscriber(
 fn apply_offline(shared: &Shared, docs: &mut Docs, op: Op) {
     match op {
         Op::Join { doc, to, ready } => {
-            docs.insert(channel(&shared.prefix, &doc), (doc, to));
+            docs.insert(channel(&shared.prefix, &doc), Member::new(doc, to));
             let _ = ready.send(());
         }
         Op::Leave { doc } => {
             let ch = channel(&shared.prefix, &doc);
-            if docs.get(&ch).is_some_and(|(_, to)| to.is_closed()) {
+            if docs.get(&ch).is_some_and(|m| m.to.is_closed()) {
                 docs.remove(&ch);
             }
         }
@@ -181,33 +248,22 @@ fn apply_offline(shared: &Shared, docs: &mut Docs, op: Op) {
     }
 }
 
-fn dispatch(shared: &Shared, docs: &Docs, msg: &redis::Msg) {
+fn dispatch(shared: &Shared, docs: &mut Docs, msg: &redis::Msg) {
     let Ok(ch) = msg.get_channel::<Vec<u8>>() else {
         return;
     };
-    let Some((doc, to)) = docs.get(&ch) else {
+    let Some(member) = docs.get_mut(&ch) else {
         return;
     };
     let Some((node, frame)) = decode(msg.get_payload_bytes()) else {
-        debug!(%doc, "ignoring a malformed cluster message");
+        debug!(doc = %member.doc, "ignoring a malformed cluster message");
         return;
     };
     if node == shared.node {
         return; // our own, already applied
     }
     metrics::counter!("tandem_cluster_received_total").increment(1);
-    let remote = Remote::Frame {
-        node,
-        frame: Bytes::copy_from_slice(frame),
-    };
-    if let Err(mpsc::error::TrySendError::Full(remote)) = to.try_send(remote) {
-        // A busy document must not stall every other one: queue it aside. Order does not
-        // matter to the CRDT (updates wait for what they depend on).
-        let to = to.clone();
-        tokio::spawn(async move {
-            let _ = to.send(remote).await;
-        });
-    }
+    member.deliver(node, frame);
 }
 
 /// Publishes frames in the order they were queued, a pipeline per batch; answers a flush
@@ -387,5 +443,56 @@ impl Publisher {
             set_up(&self.shared, Side::Publisher);
             let _ = self.ops.send(Op::Resync);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(remote: Option<Remote>) -> Vec<u8> {
+        match remote {
+            Some(Remote::Frame { frame, .. }) => frame.to_vec(),
+            Some(Remote::Reconnected) => b"resync".to_vec(),
+            None => b"nothing".to_vec(),
+        }
+    }
+
+    /// A document whose queue is full loses frames, not the link's time: it gets a resync
+    /// as soon as it has room, ahead of the frames after it, and owes another if it falls
+    /// behind again.
+    #[tokio::test]
+    async fn a_full_queue_drops_frames_then_queues_one_resync() {
+        let (to, mut from) = mpsc::channel(2);
+        let mut member = Member::new("doc".into(), to);
+        let node = Uuid::new_v4();
+        for i in 1..=4 {
+            member.deliver(node, &[0, 2, i]);
+        }
+        assert!(member.behind);
+        assert_eq!(frame(from.try_recv().ok()), [0, 2, 1]);
+        member.deliver(node, &[0, 2, 5]); // room for the resync, not for the frame
+        assert_eq!(frame(from.try_recv().ok()), [0, 2, 2]);
+        assert_eq!(frame(from.try_recv().ok()), b"resync");
+        assert_eq!(frame(from.try_recv().ok()), b"nothing");
+        assert!(member.behind, "the frame after the resync was dropped too");
+        member.catch_up(); // the subscriber's next tick
+        member.deliver(node, &[0, 2, 6]);
+        assert!(!member.behind);
+        assert_eq!(frame(from.try_recv().ok()), b"resync");
+        assert_eq!(frame(from.try_recv().ok()), [0, 2, 6]);
+    }
+
+    /// A deletion is never dropped: no resync would bring it back.
+    #[tokio::test]
+    async fn a_deletion_waits_for_room() {
+        let (to, mut from) = mpsc::channel(1);
+        let mut member = Member::new("doc".into(), to);
+        let node = Uuid::new_v4();
+        member.deliver(node, &[0, 2, 1]);
+        member.deliver(node, DELETED);
+        assert_eq!(frame(from.recv().await), [0, 2, 1]);
+        let next = tokio::time::timeout(Duration::from_secs(5), from.recv()).await;
+        assert_eq!(frame(next.expect("the deletion arrives")), DELETED);
     }
 }

@@ -29,9 +29,6 @@ pub use wire::{decode, encode, DELETED};
 /// loads anyway (Redis down: the document serves its local clients and catches up later).
 const JOIN_WAIT: Duration = Duration::from_secs(2);
 
-/// Frames from other nodes a document may have queued before the link stops waiting.
-const REMOTE_QUEUE: usize = 8192;
-
 /// Why cluster mode could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -51,8 +48,9 @@ pub enum Remote {
         /// The frame.
         frame: Bytes,
     },
-    /// The link was re-established after an outage: what was published meanwhile is lost,
-    /// so ask the others for what is missing and republish the presence.
+    /// The link was re-established after an outage, or frames for this document were
+    /// dropped because its queue was full: what was published meanwhile is lost, so ask
+    /// the others for what is missing and republish the presence.
     Reconnected,
 }
 
@@ -72,6 +70,8 @@ enum Op {
 struct Shared {
     node: Uuid,
     prefix: String,
+    /// Frames of other nodes one document may have waiting.
+    queue: usize,
     /// The subscriber is connected and subscribed.
     subscribed: AtomicBool,
     /// The publisher's last batch went through (or none failed yet).
@@ -107,13 +107,15 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts the Redis link for node `node`; channels are named `{prefix}:doc:{name}`.
+    /// Starts the Redis link for node `node`; channels are named `{prefix}:doc:{name}`, and
+    /// each document may have `queue` frames of other nodes waiting (`--cluster-queue`).
     /// Returns at once: the link connects (and reconnects) in the background.
-    pub fn start(url: &str, node: Uuid, prefix: &str) -> Result<Self, ClusterError> {
+    pub fn start(url: &str, node: Uuid, prefix: &str, queue: usize) -> Result<Self, ClusterError> {
         let client = redis::Client::open(url)?;
         let shared = Arc::new(Shared {
             node,
             prefix: prefix.to_owned(),
+            queue,
             subscribed: AtomicBool::new(false),
             publishing: AtomicBool::new(true),
             last_error: Mutex::new(Some("connecting".into())),
@@ -158,7 +160,7 @@ impl Cluster {
     /// Waits until Redis confirmed the subscription (at most [`JOIN_WAIT`]), so a document
     /// loaded afterwards misses nothing published after its load: subscribe, then load.
     pub async fn join(&self, doc: &Arc<str>) -> Membership {
-        let (to, from) = mpsc::channel(REMOTE_QUEUE);
+        let (to, from) = mpsc::channel(self.shared.queue);
         let (ready, confirmed) = oneshot::channel();
         let _ = self.ops.send(Op::Join {
             doc: doc.clone(),
