@@ -188,6 +188,18 @@ pub struct Config {
     #[arg(long, env = "TANDEM_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
     pub max_connections_per_ip: usize,
 
+    /// HTTP requests that reach a document (posted updates and presence, long-polls) one
+    /// IP address may make per second on average (token bucket; 0: no limit). Further ones
+    /// get 429 with `Retry-After`. A browser tab on the HTTP fallback has one post and one
+    /// poll in flight at a time, so hundreds of tabs fit; behind a reverse proxy every
+    /// client shares the proxy's address: raise it or set 0 there.
+    #[arg(long, env = "TANDEM_MAX_HTTP_REQUESTS_PER_IP", default_value_t = 1000)]
+    pub max_http_requests_per_ip: u32,
+
+    /// HTTP requests one address may make at once above that rate (the bucket's size).
+    #[arg(long, env = "TANDEM_HTTP_REQUEST_BURST_PER_IP", default_value_t = 2000)]
+    pub http_request_burst_per_ip: u32,
+
     /// Browser origins allowed to open WebSockets (comma-separated, e.g.
     /// `https://app.example.com`); empty allows every origin. Connections without an
     /// `Origin` header (non-browser clients) are not affected.

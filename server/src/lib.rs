@@ -111,6 +111,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         connections: ConnectionCount::default(),
         auth,
         per_ip: limits::PerIp::default(),
+        http_rate: limits::HttpRate::new(
+            config.max_http_requests_per_ip,
+            config.http_request_burst_per_ip,
+        )
+        .map(Arc::new),
         config: config.clone(),
         metrics,
     };

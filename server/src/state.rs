@@ -6,7 +6,7 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::hub::connection::ConnectionCount;
 use crate::hub::Registry;
-use crate::limits::PerIp;
+use crate::limits::{HttpRate, PerIp};
 
 /// Shared server state (cheap to clone).
 #[derive(Clone)]
@@ -21,6 +21,8 @@ pub struct AppState {
     pub auth: Auth,
     /// Open WebSocket and SSE connections per remote address.
     pub per_ip: PerIp,
+    /// The HTTP request budget of every remote address (`None`: unlimited).
+    pub http_rate: Option<Arc<HttpRate>>,
     /// Renders `/metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use support::{close_of, raw, Client, Server, Socket};
+use support::{close_of, http_exchange, raw, Client, Server, Socket};
 use tandem_engine::protocol::codec;
 use tandem_engine::{AwarenessEntry, AwarenessUpdate, Document};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -71,6 +71,81 @@ async fn a_flooding_client_is_cut_off_while_the_others_keep_editing() {
         metric(&server, "tandem_limit_exceeded_total{limit=\"rate\"}"),
         1
     );
+}
+
+/// One insertion of `piece` by a replica of its own: posts that do not depend on each other,
+/// so refusing some leaves the others whole.
+fn independent_insert(piece: &str) -> Vec<u8> {
+    let replica = Document::new("doc");
+    let text = replica.text("content");
+    replica
+        .edit_with_update(|e| e.insert(&text, 0, piece).unwrap())
+        .1
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_posting_too_fast_gets_429_and_its_refused_posts_change_nothing() {
+    let server = Server::start(&[
+        "--max-http-requests-per-ip",
+        "10",
+        "--http-request-burst-per-ip",
+        "20",
+    ]);
+    let alice = Client::connect(&server.url("doc")).await;
+    let (mut accepted, mut refused) = (Vec::new(), Vec::new());
+    for i in 0..60 {
+        let piece = format!("<{i}>");
+        let update = independent_insert(&piece);
+        let out =
+            http_exchange(server.port, "POST", "/api/docs/doc/updates", &[], &update).unwrap();
+        let answer = String::from_utf8_lossy(&out).to_lowercase();
+        if answer.starts_with("http/1.1 200") {
+            accepted.push(piece);
+        } else {
+            assert!(answer.starts_with("http/1.1 429"), "{answer}");
+            assert!(answer.contains("retry-after: 1"), "{answer}");
+            assert!(answer.contains("--max-http-requests-per-ip"), "{answer}");
+            refused.push(piece);
+        }
+    }
+    assert!((20..=25).contains(&accepted.len()), "{accepted:?}");
+    // long-polls spend the same budget
+    let (status, _) = server.request("GET", "/api/docs/doc/poll?since=0&timeout=0", b"");
+    assert_eq!(status, 429);
+    let want: usize = accepted.iter().map(String::len).sum();
+    alice
+        .wait_text(|t| t.len() == want, "every accepted post applied")
+        .await;
+    let text = alice.text();
+    assert!(accepted.iter().all(|p| text.contains(p.as_str())), "{text}");
+    assert!(refused.iter().all(|p| !text.contains(p.as_str())), "{text}");
+    assert_eq!(
+        metric(
+            &server,
+            "tandem_limit_exceeded_total{limit=\"http_requests_per_ip\"}"
+        ),
+        refused.len() as u64 + 1
+    );
+    // WebSockets are not held to it, and the bucket refills
+    alice.insert(0, "ws.");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (status, _) = server.request(
+        "POST",
+        "/api/docs/doc/updates",
+        &independent_insert("later."),
+    );
+    assert_eq!(status, 200);
+    alice
+        .wait_text(|t| t.contains("later."), "the post after the pause applied")
+        .await;
+    let late = Client::connect(&server.url("doc")).await;
+    assert_eq!(
+        late.text(),
+        alice.text(),
+        "the WebSocket edit was applied too"
+    );
+    assert!(alice.closed().is_none());
 }
 
 #[tokio::test]

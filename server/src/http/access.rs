@@ -2,18 +2,47 @@
 //! from `?token=` (what y-websocket's `params` and `EventSource` can send) or an
 //! `Authorization: Bearer` header (what a backend sends); the header wins when both are set.
 
+use std::sync::Arc;
+
 use warp::filters::BoxedFilter;
 use warp::http::HeaderMap;
 use warp::Filter;
 
 use crate::auth::{Auth, AuthError, Grant, Mode};
 use crate::http::api::doc_path;
+use crate::http::ws::PeerAddr;
+use crate::limits::HttpRate;
 
 /// A request whose token was refused; answered with 401 or 403 and the reason.
 #[derive(Debug)]
 pub struct Denied(pub AuthError);
 
 impl warp::reject::Reject for Denied {}
+
+/// A request from an address that spent its budget (`--max-http-requests-per-ip`, the
+/// rate per second); answered with 429 and `Retry-After`.
+#[derive(Debug)]
+pub struct RateLimited(pub u32);
+
+impl warp::reject::Reject for RateLimited {}
+
+/// Passes a request whose address has budget left, else rejects it with [`RateLimited`].
+/// Put after the path and method, so that only requests of the limited routes spend it.
+pub fn within_rate(rate: Option<Arc<HttpRate>>) -> BoxedFilter<()> {
+    warp::ext::optional::<PeerAddr>()
+        .and_then(move |peer: Option<PeerAddr>| {
+            let result = match (&rate, peer) {
+                (Some(rate), Some(peer)) if !rate.allow(peer.0.ip()) => {
+                    crate::limits::exceeded("http_requests_per_ip");
+                    Err(warp::reject::custom(RateLimited(rate.per_second())))
+                }
+                _ => Ok(()),
+            };
+            std::future::ready(result)
+        })
+        .untuple_one()
+        .boxed()
+}
 
 /// The token of a request, from its `Authorization` header or its query string.
 pub fn token_of(query: &str, headers: &HeaderMap) -> Option<String> {

@@ -44,6 +44,20 @@ fn rejection(rej: &warp::Rejection) -> warp::http::Response<warp::hyper::body::B
     if let Some(denied) = rej.find::<access::Denied>() {
         return denied.response();
     }
+    if let Some(access::RateLimited(per_second)) = rej.find() {
+        let mut response = api::error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "more than {per_second} requests per second from your address \
+                 (--max-http-requests-per-ip)"
+            ),
+        );
+        response.headers_mut().insert(
+            warp::http::header::RETRY_AFTER,
+            warp::http::HeaderValue::from_static("1"),
+        );
+        return response;
+    }
     let (status, message) = if let Some(doc_name::BadName(why)) = rej.find() {
         (StatusCode::BAD_REQUEST, why.to_string())
     } else if rej.is_not_found() {

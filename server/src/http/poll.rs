@@ -18,7 +18,7 @@ use warp::hyper::body::Bytes as Body;
 use warp::Filter;
 
 use crate::auth::Mode;
-use crate::http::access::doc_access;
+use crate::http::access::{doc_access, within_rate};
 use crate::http::api::{api_error, json};
 use crate::http::catchup;
 use crate::hub::command::Command;
@@ -50,6 +50,7 @@ pub fn route(
 ) -> impl Filter<Extract = (Response<Body>,), Error = warp::Rejection> + Clone {
     doc_access(state.auth.clone(), "poll", Mode::Read)
         .and(warp::get())
+        .and(within_rate(state.http_rate.clone()))
         .and(warp::query::<PollQuery>())
         .then(move |name, _grant, query| poll(state.clone(), name, query))
 }

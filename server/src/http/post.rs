@@ -8,7 +8,8 @@
 //! the update numbered and stored). `?session=ID` names the poster's SSE subscription, so
 //! its presence disappears when the subscription ends and resync requests reach it;
 //! `?wait=saved` answers only once the update is durable. A malformed body gets 400 with a
-//! JSON error and changes nothing.
+//! JSON error and changes nothing; an address over `--max-http-requests-per-ip` gets 429
+//! before its body is read.
 
 use std::collections::HashMap;
 
@@ -19,7 +20,7 @@ use warp::hyper::body::Bytes as Body;
 use warp::Filter;
 
 use crate::auth::{Grant, Mode};
-use crate::http::access::doc_access;
+use crate::http::access::{doc_access, within_rate};
 use crate::http::api::{api_error, error, json, origin_of};
 use crate::http::body;
 use crate::http::ws::PeerAddr;
@@ -35,6 +36,7 @@ pub fn routes(
         let state = state.clone();
         doc_access(state.auth.clone(), tail, need)
             .and(warp::post())
+            .and(within_rate(state.http_rate.clone()))
             .and(warp::query::<HashMap<String, String>>())
             .and(whole_body.clone())
             .and(warp::ext::optional::<PeerAddr>())
