@@ -213,9 +213,10 @@ pub struct Config {
     pub max_awareness_bytes: usize,
 
     /// Most client ids one WebSocket connection or SSE session may publish presence for
-    /// at once (a browser tab publishes one); more closes the connection with 1008 (HTTP:
-    /// 413). Every state is kept in memory, relayed to every client and sent to every
-    /// joiner, so one connection must not publish thousands.
+    /// at once (a browser tab publishes one), and one IP address posting presence with no
+    /// SSE subscription; more closes the connection with 1008 (HTTP: 413). Every state is
+    /// kept in memory, relayed to every client and sent to every joiner, so one connection
+    /// must not publish thousands.
     #[arg(long, env = "TANDEM_MAX_AWARENESS_CLIENTS", default_value_t = 64,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_awareness_clients: usize,

@@ -282,6 +282,51 @@ async fn presence_for_too_many_client_ids_is_refused_and_changes_nothing() {
     );
 }
 
+/// Presence posted over HTTP without a subscription is held to `--max-awareness-clients`
+/// ids per address across posts, not per post: one id at a time, an address could fill
+/// the document with states. Renewing or removing its own ids is always allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_posting_presence_for_too_many_ids_is_refused_across_posts() {
+    let server = Server::start(&["--max-awareness-clients", "8"]);
+    let witness = Client::connect(&server.url("crowd")).await;
+    let post = |client_id: u64, clock: u64, state: &str| {
+        let body = AwarenessUpdate {
+            entries: vec![AwarenessEntry {
+                client_id,
+                clock,
+                state: state.into(),
+            }],
+        }
+        .encode();
+        server.request("POST", "/api/docs/crowd/awareness", &body)
+    };
+    for id in 1..=8 {
+        assert_eq!(post(id, 1, "{}").0, 200, "id {id}");
+    }
+    witness.wait_presence(8, true).await;
+    let (status, body) = post(9, 1, "{}");
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("--max-awareness-clients"));
+    assert_eq!(
+        post(1, 2, r#"{"renewed":true}"#).0,
+        200,
+        "renewing an own id"
+    );
+    assert_eq!(post(2, 2, "null").0, 200, "removing an own id");
+    witness.wait_presence(2, false).await;
+    assert_eq!(post(9, 1, "{}").0, 200, "room again after a removal");
+    witness.wait_presence(9, true).await;
+    let late = Client::connect(&server.url("crowd")).await;
+    late.wait_presence(9, true).await;
+    assert_eq!(
+        metric(
+            &server,
+            "tandem_limit_exceeded_total{limit=\"awareness_clients\"}"
+        ),
+        1
+    );
+}
+
 /// A deterministic stream of hostile frames: random bytes, truncated and bit-flipped real
 /// frames, lying lengths, garbage update payloads, bad JSON presence, text frames.
 struct Hostile {

@@ -237,12 +237,14 @@ async fn import(
         );
     }
     let origin = origin_of(peer, &grant);
+    let peer = peer.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |p| p.0.ip());
     match state
         .registry
         .request(&name, |reply| Command::Post {
             body: PostBody::Update(body),
             session: None,
             origin,
+            peer,
             wait_saved: true,
             reply,
         })

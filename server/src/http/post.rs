@@ -81,12 +81,14 @@ async fn post(
         }
     };
     let origin = origin_of(peer, &grant);
+    let peer = peer.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |p| p.0.ip());
     match state
         .registry
         .request(&name, |reply| Command::Post {
             body,
             session,
             origin,
+            peer,
             wait_saved,
             reply,
         })

@@ -86,6 +86,9 @@ pub enum Command {
         session: Option<ConnId>,
         /// Who sent it, for the log.
         origin: Arc<str>,
+        /// The poster's address: presence posted without a subscription is counted per
+        /// address against `--max-awareness-clients`.
+        peer: std::net::IpAddr,
         /// Answer only once the change is durable.
         wait_saved: bool,
         /// Where to answer.

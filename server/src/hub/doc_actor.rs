@@ -6,7 +6,7 @@
 //! database except while loading, deleting, or handing over after a crash.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -107,8 +107,12 @@ struct DocActor {
     awareness_version: u64,
     /// Long-polls waiting for the next change.
     pollers: Vec<(u64, u64, Reply<PollBatch>)>,
-    /// The protocol session of HTTP posts that name no SSE subscription.
+    /// The protocol session of updates posted over HTTP that name no SSE subscription.
     http_session: SyncSession,
+    /// The protocol sessions of presence posted without a subscription, one per address
+    /// with states alive: each address may publish `--max-awareness-clients` ids (one
+    /// session for every poster let one address fill the document's memory with states).
+    http_presence: HashMap<IpAddr, SyncSession>,
     /// Posts answered once durable: (sequence number, reply, changed).
     waiting_posts: Vec<(u64, Reply<Posted>, bool)>,
     /// Connections to close after the current command (closing may broadcast).
@@ -279,6 +283,7 @@ impl DocActor {
             awareness_version: 0,
             pollers: Vec::new(),
             http_session: peer_session(&env.config, Access::ReadWrite),
+            http_presence: HashMap::new(),
             waiting_posts: Vec::new(),
             doomed: Vec::new(),
             presence: presence::PendingPresence::new(env.config.presence_batch()),
@@ -400,9 +405,10 @@ impl DocActor {
                 body,
                 session,
                 origin,
+                peer,
                 wait_saved,
                 reply,
-            } => self.post(body, session, &origin, wait_saved, reply),
+            } => self.post(body, session, (&origin, peer), wait_saved, reply),
             Command::Poll {
                 since,
                 aw,
@@ -665,15 +671,17 @@ impl DocActor {
     }
 
     /// A document or presence update posted over HTTP, handled by the protocol session of
-    /// the poster's SSE subscription (or the shared HTTP one).
+    /// the poster's SSE subscription (or, naming none, the shared one for updates and its
+    /// address's for presence). `from` is who posted it: for the log, and its address.
     fn post(
         &mut self,
         body: PostBody,
         session: Option<ConnId>,
-        origin: &Arc<str>,
+        from: (&Arc<str>, IpAddr),
         wait_saved: bool,
         reply: Reply<Posted>,
     ) {
+        let (origin, peer) = from;
         let (bytes, awareness) = match &body {
             PostBody::Update(b) => (b, None),
             PostBody::Awareness(b) => match AwarenessUpdate::decode(b) {
@@ -684,21 +692,6 @@ impl DocActor {
                 }
             },
         };
-        // Posts naming no subscription share one protocol session, which cannot count
-        // clients per poster: each post is held to the limit instead.
-        let shared = session.and_then(|id| self.conns.get(&id)).is_none();
-        if let Some(u) = awareness.as_ref().filter(|_| shared) {
-            if u.entries.len() > self.config.max_awareness_clients {
-                crate::limits::exceeded("awareness_clients");
-                let _ = reply.send(Err(ApiError::TooLarge(format!(
-                    "presence for {} client ids in one post, more than the {} allowed \
-                     (--max-awareness-clients)",
-                    u.entries.len(),
-                    self.config.max_awareness_clients
-                ))));
-                return;
-            }
-        }
         let message = match awareness {
             Some(u) => Message::Awareness(u),
             None => {
@@ -720,6 +713,18 @@ impl DocActor {
             Some(conn) => conn
                 .session
                 .handle(&self.doc, &mut self.awareness, &message, now),
+            None if matches!(message, Message::Awareness(_)) => {
+                let config = &self.config;
+                let own = self.http_presence.entry(peer).or_insert_with(|| {
+                    peer_session(config, Access::ReadWrite)
+                        .with_max_awareness_clients(config.max_awareness_clients)
+                });
+                let result = own.handle(&self.doc, &mut self.awareness, &message, now);
+                if own.controlled_clients().next().is_none() {
+                    self.http_presence.remove(&peer);
+                }
+                result
+            }
             None => self
                 .http_session
                 .handle(&self.doc, &mut self.awareness, &message, now),
@@ -928,6 +933,10 @@ impl DocActor {
             conn.session.forget(&changes.removed);
         }
         self.http_session.forget(&changes.removed);
+        self.http_presence.retain(|_, session| {
+            session.forget(&changes.removed);
+            session.controlled_clients().next().is_some()
+        });
         self.cluster_session.forget(&changes.removed);
         self.note_presence(&changes);
     }
