@@ -337,3 +337,37 @@ fn presence_for_more_client_ids_than_allowed_is_refused_and_not_applied() {
     assert!(matches!(err, SessionError::TooManyAwarenessClients { .. }));
     assert_eq!(aw.len(), 2);
 }
+
+/// Client ids whose state another peer removed no longer count against the peer that
+/// published them: anyone may publish a removal, and counting them would lock that peer
+/// out of presence for the document's life.
+#[test]
+fn ids_removed_by_another_peer_free_their_place() {
+    let doc = Document::new("d");
+    let mut aw = Awareness::new(0);
+    let mut s = SyncSession::new(Role::Server).with_max_awareness_clients(2);
+    let mut other = SyncSession::new(Role::Server);
+    let frame = |ids: &[u64], clock: u64, state: &str| {
+        tandem_engine::AwarenessUpdate {
+            entries: ids
+                .iter()
+                .map(|&client_id| tandem_engine::AwarenessEntry {
+                    client_id,
+                    clock,
+                    state: state.into(),
+                })
+                .collect(),
+        }
+        .encode_frame()
+    };
+    s.handle(&doc, &mut aw, &decode(&frame(&[1, 2], 1, "{}")), 0)
+        .unwrap();
+    other
+        .handle(&doc, &mut aw, &decode(&frame(&[1, 2], 2, "null")), 1)
+        .unwrap();
+    assert!(aw.is_empty());
+    s.handle(&doc, &mut aw, &decode(&frame(&[3, 4], 1, "{}")), 2)
+        .unwrap();
+    assert_eq!(s.controlled_clients().collect::<Vec<_>>(), vec![3, 4]);
+    assert_eq!(aw.len(), 2);
+}

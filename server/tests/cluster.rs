@@ -265,18 +265,41 @@ async fn a_node_whose_publishing_connection_is_cut_is_ready_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_document_behind_the_other_nodes_catches_up_by_resyncing() {
     let _one = ONE_AT_A_TIME.lock().await;
-    // One frame of another node may wait per document: a burst overflows it at once.
-    let (nodes, _db) = cluster(2, &["--cluster-queue", "1"]).await;
-    let a = Client::connect(&nodes[0].url("doc")).await;
-    let b = Client::connect(&nodes[1].url("doc")).await;
+    start_redis();
+    let db = PgDatabase::create().await;
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let args = ["--redis-url", REDIS, "--redis-prefix", &prefix];
+    let roomy = Server::start_with_db(&db.url, &args);
+    // One frame of another node may wait for this node's document.
+    let cramped = Server::start_with_db(&db.url, &[&args[..], &["--cluster-queue", "1"]].concat());
+    let a = Client::connect(&roomy.url("doc")).await;
+    let b = Client::connect(&cramped.url("doc")).await;
+    // A third node's 300 edits arrive at once, in one pipeline: far faster than a
+    // document applies them.
+    let replica = tandem_engine::Document::new("doc");
+    let text = replica.text("content");
+    let node = uuid::Uuid::new_v4();
+    let mut pipe = redis::pipe();
     for i in 0..300 {
-        a.insert(u32::MAX, &format!("<{i}>"));
+        let (_, update) = replica.edit_with_update(|e| {
+            let end = e.text_len(&text);
+            e.insert(&text, end, &format!("<{i}>")).unwrap()
+        });
+        let frame = tandem_engine::protocol::codec::encode_update(&update.unwrap());
+        let message = [node.as_bytes().as_slice(), &frame].concat();
+        pipe.publish(format!("{prefix}:doc:doc"), message).ignore();
     }
-    let want = a.text();
-    b.wait_text(|t| t == want, "node 1 has every edit of the burst")
+    let redis = redis::Client::open(REDIS).unwrap();
+    let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
+    pipe.query_async::<()>(&mut conn).await.unwrap();
+    let want = replica.text_string("content");
+    a.wait_text(|t| t == want, "the roomy node took every edit")
+        .await;
+    // The cramped one dropped most and got them back from the roomy one by resyncing.
+    b.wait_text(|t| t == want, "the cramped node has every edit too")
         .await;
     assert!(
-        counter(&nodes[1], "tandem_cluster_received_dropped_total") >= 1.0,
+        counter(&cramped, "tandem_cluster_received_dropped_total") >= 100.0,
         "the burst did not overflow the queue: the test proves nothing"
     );
     // and the link keeps working in both directions afterwards
@@ -293,6 +316,31 @@ async fn cursor_seen_on_node_1(nodes: &[Server]) -> (Client, Client, u64) {
     let id = client.client_id();
     watcher.wait_presence(id, true).await;
     (watcher, client, id)
+}
+
+/// A node that loads a document after another node's clients set their cursors sees them
+/// at once: the answer to its step 1 carries the presence, not only the document (clients
+/// renew their presence only every 15 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_loading_a_document_learns_the_cursors_already_there() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (nodes, _db) = cluster(2, &[]).await;
+    let writer = Client::connect(&nodes[0].url("doc")).await;
+    writer.insert(0, "hello");
+    writer.set_presence(r#"{"user":{"name":"on node 0"}}"#);
+    let id = writer.client_id();
+    // give node 0 the presence before node 1 loads the document
+    let local = Client::connect(&nodes[0].url("doc")).await;
+    local.wait_presence(id, true).await;
+    let started = Instant::now();
+    let watcher = Client::connect(&nodes[1].url("doc")).await;
+    watcher.wait_text(|t| t == "hello", "the document").await;
+    watcher.wait_presence(id, true).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the cursor came with a renewal, not with the sync: {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -86,14 +86,17 @@ fn independent_insert(piece: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_address_posting_too_fast_gets_429_and_its_refused_posts_change_nothing() {
+    // One request a second once the burst of 20 is spent: a slow machine's loop cannot
+    // earn more than a few.
     let server = Server::start(&[
         "--max-http-requests-per-ip",
-        "10",
+        "1",
         "--http-request-burst-per-ip",
         "20",
     ]);
     let alice = Client::connect(&server.url("doc")).await;
     let (mut accepted, mut refused) = (Vec::new(), Vec::new());
+    let started = std::time::Instant::now();
     for i in 0..60 {
         let piece = format!("<{i}>");
         let update = independent_insert(&piece);
@@ -109,27 +112,45 @@ async fn an_address_posting_too_fast_gets_429_and_its_refused_posts_change_nothi
             refused.push(piece);
         }
     }
-    assert!((20..=25).contains(&accepted.len()), "{accepted:?}");
-    // long-polls spend the same budget
-    let (status, _) = server.request("GET", "/api/docs/doc/poll?since=0&timeout=0", b"");
-    assert_eq!(status, 429);
-    let want: usize = accepted.iter().map(String::len).sum();
+    let earned = started.elapsed().as_secs() as usize + 1;
+    assert!(
+        (20..=20 + earned).contains(&accepted.len()),
+        "{} accepted in {:?}",
+        accepted.len(),
+        started.elapsed()
+    );
+    // Long-polls, imports and exports spend the same budget (of three tries in a row, a
+    // token earned meanwhile can let one through, not all three).
+    for path in [
+        "/api/docs/doc/poll?since=0&timeout=0",
+        "/api/docs/doc/state",
+    ] {
+        let statuses: Vec<u16> = (0..3).map(|_| server.request("GET", path, b"").0).collect();
+        assert!(statuses.contains(&429), "{path}: {statuses:?}");
+    }
+    let statuses: Vec<u16> = (0..3)
+        .map(|_| {
+            let update = independent_insert("imported.");
+            server.request("POST", "/api/docs/doc/state", &update).0
+        })
+        .collect();
+    assert!(statuses.contains(&429), "import: {statuses:?}");
+    let imported = statuses.iter().filter(|s| **s == 200).count();
+    let want: usize = accepted.iter().map(String::len).sum::<usize>() + imported * 9;
     alice
         .wait_text(|t| t.len() == want, "every accepted post applied")
         .await;
     let text = alice.text();
     assert!(accepted.iter().all(|p| text.contains(p.as_str())), "{text}");
     assert!(refused.iter().all(|p| !text.contains(p.as_str())), "{text}");
-    assert_eq!(
-        metric(
-            &server,
-            "tandem_limit_exceeded_total{limit=\"http_requests_per_ip\"}"
-        ),
-        refused.len() as u64 + 1
+    let limited = metric(
+        &server,
+        "tandem_limit_exceeded_total{limit=\"http_requests_per_ip\"}",
     );
+    assert!(limited > refused.len() as u64, "{limited}");
     // WebSockets are not held to it, and the bucket refills
     alice.insert(0, "ws.");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
     let (status, _) = server.request(
         "POST",
         "/api/docs/doc/updates",
@@ -316,6 +337,15 @@ async fn an_address_posting_presence_for_too_many_ids_is_refused_across_posts() 
     witness.wait_presence(2, false).await;
     assert_eq!(post(9, 1, "{}").0, 200, "room again after a removal");
     witness.wait_presence(9, true).await;
+    // Anyone may remove any id: one removed by a WebSocket client frees its place too.
+    witness.send_raw(presence(3, 2, "null".into()));
+    witness.wait_presence(3, false).await;
+    assert_eq!(
+        post(10, 1, "{}").0,
+        200,
+        "room again after a removal elsewhere"
+    );
+    witness.wait_presence(10, true).await;
     let late = Client::connect(&server.url("crowd")).await;
     late.wait_presence(9, true).await;
     assert_eq!(

@@ -287,7 +287,7 @@ impl SyncSession {
     /// [`SyncSession::with_max_awareness_clients`] allows: its own, plus those of ids that
     /// have no state now and that the update would set (they would become its own).
     fn check_awareness_clients(
-        &self,
+        &mut self,
         awareness: &Awareness,
         update: &AwarenessUpdate,
     ) -> Result<(), SessionError> {
@@ -295,6 +295,8 @@ impl SyncSession {
         if self.controlled.len().saturating_add(update.entries.len()) <= limit {
             return Ok(());
         }
+        // Ids whose state another peer removed are no longer this one's to count.
+        self.forget_departed(awareness);
         let arriving: BTreeSet<u64> = update
             .entries
             .iter()
@@ -331,5 +333,12 @@ impl SyncSession {
         for id in clients {
             self.controlled.remove(id);
         }
+    }
+
+    /// Forgets the clients this peer controlled whose state is gone from `awareness`
+    /// (another peer, any of which may, published their removal), so they no longer count
+    /// against [`SyncSession::with_max_awareness_clients`].
+    pub fn forget_departed(&mut self, awareness: &Awareness) {
+        self.controlled.retain(|id| awareness.state(*id).is_some());
     }
 }

@@ -4,7 +4,7 @@
 //! Redis is down; the node meanwhile serves its own clients.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,15 +71,19 @@ type Docs = HashMap<Vec<u8>, Member>;
 struct Member {
     doc: Arc<str>,
     to: mpsc::Sender<Remote>,
+    /// A resync waits in the queue, not yet taken by the document: it will read the
+    /// document's state when handled, so it covers every frame dropped until then.
+    resync_queued: Arc<AtomicBool>,
     /// Frames were dropped, or a resync could not be queued: it must resync.
     behind: bool,
 }
 
 impl Member {
-    fn new(doc: Arc<str>, to: mpsc::Sender<Remote>) -> Self {
+    fn new(doc: Arc<str>, to: mpsc::Sender<Remote>, resync_queued: Arc<AtomicBool>) -> Self {
         Self {
             doc,
             to,
+            resync_queued,
             behind: false,
         }
     }
@@ -90,12 +94,23 @@ impl Member {
         self.catch_up();
     }
 
-    /// Queues the resync a document that missed frames owes, if its queue has room. The
-    /// resync's step 1 is sent after every dropped frame was published, so the answers
-    /// bring all of them.
+    /// Queues the resync a document that missed frames owes, if its queue has room and no
+    /// resync waits there already (one per backlog: a resync per freed slot would flood
+    /// the other nodes with step 1s, each answered with a diff, while it stays behind).
     fn catch_up(&mut self) {
-        if self.behind && self.to.try_send(Remote::Reconnected).is_ok() {
+        if !self.behind {
+            return;
+        }
+        if self.resync_queued.load(Ordering::Acquire) {
             self.behind = false;
+            return;
+        }
+        // Raised before the send: the document may take the resync at once and lower it.
+        self.resync_queued.store(true, Ordering::Release);
+        if self.to.try_send(Remote::Reconnected).is_ok() {
+            self.behind = false;
+        } else {
+            self.resync_queued.store(false, Ordering::Release);
         }
     }
 
@@ -197,9 +212,9 @@ pub(super) async fn subscriber(
                 }
                 op = ops.recv() => match op {
                     None => return,
-                    Some(Op::Join { doc, to, ready }) => {
+                    Some(Op::Join { doc, to, resync_queued, ready }) => {
                         let ch = channel(&shared.prefix, &doc);
-                        docs.insert(ch.clone(), Member::new(doc, to));
+                        docs.insert(ch.clone(), Member::new(doc, to, resync_queued));
                         if let Err(e) = sink.subscribe(ch.as_slice()).await {
                             break format!("redis subscribe failed: {e}");
                         }
@@ -233,8 +248,16 @@ pub(super) async fn subscriber(
 /// Registers or forgets a document while Redis is down (it is subscribed on reconnect).
 fn apply_offline(shared: &Shared, docs: &mut Docs, op: Op) {
     match op {
-        Op::Join { doc, to, ready } => {
-            docs.insert(channel(&shared.prefix, &doc), Member::new(doc, to));
+        Op::Join {
+            doc,
+            to,
+            resync_queued,
+            ready,
+        } => {
+            docs.insert(
+                channel(&shared.prefix, &doc),
+                Member::new(doc, to, resync_queued),
+            );
             let _ = ready.send(());
         }
         Op::Leave { doc } => {
@@ -458,36 +481,43 @@ mod tests {
         }
     }
 
-    /// A document whose queue is full loses frames, not the link's time: it gets a resync
-    /// as soon as it has room, ahead of the frames after it, and owes another if it falls
-    /// behind again.
+    /// A document whose queue is full loses frames, not the link's time: it gets one resync
+    /// as soon as it has room, ahead of the frames after it, and no second one while that
+    /// one waits in its queue however many frames are dropped meanwhile.
     #[tokio::test]
     async fn a_full_queue_drops_frames_then_queues_one_resync() {
+        let queued = Arc::new(AtomicBool::new(false));
         let (to, mut from) = mpsc::channel(2);
-        let mut member = Member::new("doc".into(), to);
+        let mut member = Member::new("doc".into(), to, queued.clone());
         let node = Uuid::new_v4();
         for i in 1..=4 {
             member.deliver(node, &[0, 2, i]);
         }
         assert!(member.behind);
         assert_eq!(frame(from.try_recv().ok()), [0, 2, 1]);
-        member.deliver(node, &[0, 2, 5]); // room for the resync, not for the frame
+        for i in 5..=9 {
+            member.deliver(node, &[0, 2, i]); // the free slot takes the resync
+        }
         assert_eq!(frame(from.try_recv().ok()), [0, 2, 2]);
         assert_eq!(frame(from.try_recv().ok()), b"resync");
-        assert_eq!(frame(from.try_recv().ok()), b"nothing");
-        assert!(member.behind, "the frame after the resync was dropped too");
-        member.catch_up(); // the subscriber's next tick
-        member.deliver(node, &[0, 2, 6]);
+        assert_eq!(
+            frame(from.try_recv().ok()),
+            b"nothing",
+            "one resync for it all"
+        );
+        queued.store(false, Ordering::Release); // the document took it (Membership::recv)
+        member.catch_up(); // the subscriber's next tick: frames were dropped after that
+        member.deliver(node, &[0, 2, 10]);
         assert!(!member.behind);
         assert_eq!(frame(from.try_recv().ok()), b"resync");
-        assert_eq!(frame(from.try_recv().ok()), [0, 2, 6]);
+        assert_eq!(frame(from.try_recv().ok()), [0, 2, 10]);
     }
 
     /// A deletion is never dropped: no resync would bring it back.
     #[tokio::test]
     async fn a_deletion_waits_for_room() {
         let (to, mut from) = mpsc::channel(1);
-        let mut member = Member::new("doc".into(), to);
+        let mut member = Member::new("doc".into(), to, Arc::default());
         let node = Uuid::new_v4();
         member.deliver(node, &[0, 2, 1]);
         member.deliver(node, DELETED);

@@ -58,6 +58,9 @@ enum Op {
     Join {
         doc: Arc<str>,
         to: mpsc::Sender<Remote>,
+        /// A resync waits in the document's queue (set by the link, cleared by the
+        /// document as it takes it).
+        resync_queued: Arc<AtomicBool>,
         ready: oneshot::Sender<()>,
     },
     Leave {
@@ -162,9 +165,11 @@ impl Cluster {
     pub async fn join(&self, doc: &Arc<str>) -> Membership {
         let (to, from) = mpsc::channel(self.shared.queue);
         let (ready, confirmed) = oneshot::channel();
+        let resync_queued = Arc::new(AtomicBool::new(false));
         let _ = self.ops.send(Op::Join {
             doc: doc.clone(),
             to,
+            resync_queued: resync_queued.clone(),
             ready,
         });
         if tokio::time::timeout(JOIN_WAIT, confirmed).await.is_err() {
@@ -174,6 +179,7 @@ impl Cluster {
             cluster: self.clone(),
             doc: doc.clone(),
             from,
+            resync_queued,
         }
     }
 
@@ -201,12 +207,19 @@ pub struct Membership {
     cluster: Cluster,
     doc: Arc<str>,
     from: mpsc::Receiver<Remote>,
+    resync_queued: Arc<AtomicBool>,
 }
 
 impl Membership {
     /// The next message for the document from the other nodes.
     pub async fn recv(&mut self) -> Option<Remote> {
-        self.from.recv().await
+        let next = self.from.recv().await;
+        if matches!(next, Some(Remote::Reconnected)) {
+            // Cleared as it is taken, before it is handled: the link then owes a new
+            // resync for any frame it drops from now on, rather than count on this one.
+            self.resync_queued.store(false, Ordering::Release);
+        }
+        next
     }
 }
 

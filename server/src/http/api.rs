@@ -23,7 +23,7 @@ use warp::hyper::body::Bytes as Body;
 use warp::Filter;
 
 use crate::auth::{Grant, Mode};
-use crate::http::access::{doc_access, token, Denied};
+use crate::http::access::{doc_access, token, within_rate, Denied};
 use crate::http::ws::PeerAddr;
 use crate::http::{body, doc_name};
 use crate::hub::command::{ApiError, Command, PostBody};
@@ -51,6 +51,9 @@ pub fn routes(
 ) -> impl Filter<Extract = (Response<Body>,), Error = warp::Rejection> + Clone {
     let whole_body = body::whole(&state.config);
     let auth = state.auth.clone();
+    // Export encodes the whole document and import writes one: the HTTP request budget
+    // of an address covers them as it covers posts.
+    let rate = within_rate(state.http_rate.clone());
     let with_state = warp::any().map(move || state.clone());
     let docs = warp::path!("api" / "docs");
     let reader = doc_access(auth.clone(), "", Mode::Read);
@@ -73,11 +76,13 @@ pub fn routes(
         .then(meta);
     let export = state_reader
         .and(warp::get())
+        .and(rate.clone())
         .map(|name, _grant: Grant| name)
         .and(with_state.clone())
         .then(export);
     let import = state_writer
         .and(warp::post())
+        .and(rate)
         .and(whole_body)
         .and(warp::ext::optional::<PeerAddr>())
         .and(with_state.clone())
@@ -237,7 +242,9 @@ async fn import(
         );
     }
     let origin = origin_of(peer, &grant);
-    let peer = peer.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |p| p.0.ip());
+    let peer = peer.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |p| {
+        crate::limits::client_address(p.0.ip())
+    });
     match state
         .registry
         .request(&name, |reply| Command::Post {

@@ -81,7 +81,9 @@ async fn post(
         }
     };
     let origin = origin_of(peer, &grant);
-    let peer = peer.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |p| p.0.ip());
+    let peer = peer.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |p| {
+        crate::limits::client_address(p.0.ip())
+    });
     match state
         .registry
         .request(&name, |reply| Command::Post {

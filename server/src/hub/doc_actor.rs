@@ -345,7 +345,7 @@ impl DocActor {
                         return;
                     }
                 }
-                _ = awareness_check.tick(), if !self.awareness.is_empty() => {
+                _ = awareness_check.tick(), if !self.awareness.is_empty() || !self.http_presence.is_empty() => {
                     self.expire_awareness();
                     self.close_doomed();
                 }
@@ -926,6 +926,12 @@ impl DocActor {
     fn expire_awareness(&mut self) {
         let now = self.now_ms();
         let (changes, _) = self.awareness.expire(now);
+        // Addresses whose ids all timed out or were removed by anyone leave the map.
+        let awareness = &self.awareness;
+        self.http_presence.retain(|_, session| {
+            session.forget_departed(awareness);
+            session.controlled_clients().next().is_some()
+        });
         if changes.removed.is_empty() {
             return;
         }
@@ -933,10 +939,6 @@ impl DocActor {
             conn.session.forget(&changes.removed);
         }
         self.http_session.forget(&changes.removed);
-        self.http_presence.retain(|_, session| {
-            session.forget(&changes.removed);
-            session.controlled_clients().next().is_some()
-        });
         self.cluster_session.forget(&changes.removed);
         self.note_presence(&changes);
     }

@@ -34,8 +34,10 @@ impl HttpRate {
         })
     }
 
-    /// Takes one request from `ip`'s bucket; `false` when it is empty.
+    /// Takes one request from the bucket of `ip` (of its /64 for IPv6, see
+    /// [`super::client_address`]); `false` when it is empty.
     pub fn allow(&self, ip: IpAddr) -> bool {
+        let ip = super::client_address(ip);
         if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             self.limiter.retain_recent();
             self.limiter.shrink_to_fit();

@@ -90,6 +90,13 @@ impl DocActor {
             if diff.len() > 2 {
                 self.publish(&[codec::encode_update(&diff)]);
             }
+            // The asker also lacks presence: a node that just loaded the document knows no
+            // cursor of this node's clients until they renew (15 s), and one resyncing after
+            // lost frames may have missed their moves. Clocks make a repeat harmless. (A
+            // lost removal is not in it: that cursor times out, 30 s after its last renewal.)
+            if !self.awareness.is_empty() {
+                self.publish(&[self.awareness.encode_all().encode_frame()]);
+            }
             // Sync goes both ways: if the asking node has edits this one lacks (both kept
             // serving clients through a Redis outage), ask back. This node's own step 1
             // after the outage may have gone out before the other had resubscribed, and
