@@ -297,6 +297,21 @@ fn an_awareness_state_over_the_limit_is_refused_and_not_applied() {
     assert!(aw.is_empty());
 }
 
+/// A presence frame giving each of `ids` the state `state` (`null`: a removal) at `clock`.
+fn presence_frame(ids: &[u64], clock: u64, state: &str) -> Vec<u8> {
+    tandem_engine::AwarenessUpdate {
+        entries: ids
+            .iter()
+            .map(|&client_id| tandem_engine::AwarenessEntry {
+                client_id,
+                clock,
+                state: state.into(),
+            })
+            .collect(),
+    }
+    .encode_frame()
+}
+
 /// One connection may publish presence for only so many client ids: a frame that would give
 /// it more is an error and is not applied, while its own states keep being renewed.
 #[test]
@@ -304,19 +319,7 @@ fn presence_for_more_client_ids_than_allowed_is_refused_and_not_applied() {
     let doc = Document::new("d");
     let mut aw = Awareness::new(0);
     let mut s = SyncSession::new(Role::Server).with_max_awareness_clients(2);
-    let frame = |ids: &[u64], clock: u64| {
-        tandem_engine::AwarenessUpdate {
-            entries: ids
-                .iter()
-                .map(|&client_id| tandem_engine::AwarenessEntry {
-                    client_id,
-                    clock,
-                    state: "{}".into(),
-                })
-                .collect(),
-        }
-        .encode_frame()
-    };
+    let frame = |ids: &[u64], clock: u64| presence_frame(ids, clock, "{}");
     let err = s
         .handle(&doc, &mut aw, &decode(&frame(&[1, 2, 3], 1)), 0)
         .unwrap_err();
@@ -347,19 +350,7 @@ fn ids_removed_by_another_peer_free_their_place() {
     let mut aw = Awareness::new(0);
     let mut s = SyncSession::new(Role::Server).with_max_awareness_clients(2);
     let mut other = SyncSession::new(Role::Server);
-    let frame = |ids: &[u64], clock: u64, state: &str| {
-        tandem_engine::AwarenessUpdate {
-            entries: ids
-                .iter()
-                .map(|&client_id| tandem_engine::AwarenessEntry {
-                    client_id,
-                    clock,
-                    state: state.into(),
-                })
-                .collect(),
-        }
-        .encode_frame()
-    };
+    let frame = presence_frame;
     s.handle(&doc, &mut aw, &decode(&frame(&[1, 2], 1, "{}")), 0)
         .unwrap();
     other

@@ -188,9 +188,9 @@ pub struct Config {
     #[arg(long, env = "TANDEM_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
     pub max_connections_per_ip: usize,
 
-    /// HTTP requests that reach a document (posted updates and presence, long-polls) one
-    /// IP address may make per second on average (token bucket; 0: no limit). Further ones
-    /// get 429 with `Retry-After`. A browser tab on the HTTP fallback has one post and one
+    /// HTTP requests that reach a document (posted updates and presence, long-polls,
+    /// imports and exports) one IP address (an IPv6 /64) may make per second on average
+    /// (token bucket; 0: no limit). Further ones get 429 with `Retry-After`. A browser tab on the HTTP fallback has one post and one
     /// poll in flight at a time, so hundreds of tabs fit; behind a reverse proxy every
     /// client shares the proxy's address: raise it or set 0 there.
     #[arg(long, env = "TANDEM_MAX_HTTP_REQUESTS_PER_IP", default_value_t = 1000)]
