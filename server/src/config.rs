@@ -182,7 +182,8 @@ pub struct Config {
     #[arg(long, env = "TANDEM_MESSAGE_BURST", default_value_t = 500)]
     pub message_burst: u32,
 
-    /// Simultaneous WebSocket and SSE connections from one IP address (0: no limit).
+    /// Simultaneous WebSocket and SSE connections from one IP address, or IPv6 /64 (0: no
+    /// limit).
     /// Further ones are closed with 1008 (SSE: 429). Behind a reverse proxy every client
     /// shares the proxy's address: raise it or set 0 there.
     #[arg(long, env = "TANDEM_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]

@@ -9,8 +9,10 @@ use std::sync::{Arc, Mutex};
 pub struct PerIp(Arc<Mutex<HashMap<IpAddr, usize>>>);
 
 impl PerIp {
-    /// Counts one more connection from `ip` unless it has `max` already (`0`: no limit).
+    /// Counts one more connection from `ip` (from its /64 for IPv6, see
+    /// [`super::client_address`]) unless it has `max` already (`0`: no limit).
     pub fn try_add(&self, ip: IpAddr, max: usize) -> Option<IpGuard> {
+        let ip = super::client_address(ip);
         let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let count = counts.entry(ip).or_insert(0);
         if max > 0 && *count >= max {
@@ -26,8 +28,9 @@ impl PerIp {
         })
     }
 
-    /// Connections open now from `ip`.
+    /// Connections open now from `ip` (from its /64 for IPv6).
     pub fn current(&self, ip: IpAddr) -> usize {
+        let ip = super::client_address(ip);
         let counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
         counts.get(&ip).copied().unwrap_or(0)
     }
@@ -70,5 +73,16 @@ mod tests {
         assert!(per_ip.try_add(a, 2).is_some());
         assert_eq!(per_ip.current(b), 0);
         assert!(per_ip.0.lock().unwrap().get(&b).is_none());
+    }
+
+    /// An IPv6 client may pick any address of its /64: all of them share its slots.
+    #[test]
+    fn an_ipv6_prefix_shares_its_slots() {
+        let per_ip = PerIp::default();
+        let one: IpAddr = "2001:db8::1".parse().unwrap();
+        let other: IpAddr = "2001:db8::2:3".parse().unwrap();
+        let _g = per_ip.try_add(one, 1).unwrap();
+        assert!(per_ip.try_add(other, 1).is_none());
+        assert_eq!(per_ip.current(other), 1);
     }
 }
