@@ -129,6 +129,14 @@ pub fn api_error(e: ApiError) -> Response<Body> {
     error(status, e)
 }
 
+/// The address an HTTP poster's presence is counted under (`limits::client_address`;
+/// unspecified when the listener did not say).
+pub fn poster_address(peer: Option<PeerAddr>) -> std::net::IpAddr {
+    peer.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |p| {
+        crate::limits::client_address(p.0.ip())
+    })
+}
+
 /// The update log's origin of an HTTP request: `http <peer> [<user>]`.
 pub fn origin_of(peer: Option<PeerAddr>, grant: &Grant) -> Arc<str> {
     let mut origin = match peer {
@@ -242,9 +250,7 @@ async fn import(
         );
     }
     let origin = origin_of(peer, &grant);
-    let peer = peer.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |p| {
-        crate::limits::client_address(p.0.ip())
-    });
+    let peer = poster_address(peer);
     match state
         .registry
         .request(&name, |reply| Command::Post {

@@ -21,7 +21,7 @@ use warp::Filter;
 
 use crate::auth::{Grant, Mode};
 use crate::http::access::{doc_access, within_rate};
-use crate::http::api::{api_error, error, json, origin_of};
+use crate::http::api::{api_error, error, json, origin_of, poster_address};
 use crate::http::body;
 use crate::http::ws::PeerAddr;
 use crate::hub::command::{Command, PostBody};
@@ -81,9 +81,7 @@ async fn post(
         }
     };
     let origin = origin_of(peer, &grant);
-    let peer = peer.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |p| {
-        crate::limits::client_address(p.0.ip())
-    });
+    let peer = poster_address(peer);
     match state
         .registry
         .request(&name, |reply| Command::Post {

@@ -140,6 +140,13 @@ fn peer_session(config: &Config, access: Access) -> SyncSession {
         .with_presence_batching()
 }
 
+/// The protocol session of a peer that publishes presence for its own clients (a
+/// connection, an SSE subscription, an address posting presence): [`peer_session`] held to
+/// `--max-awareness-clients` ids. Not the other nodes, which relay all of theirs.
+fn client_session(config: &Config, access: Access) -> SyncSession {
+    peer_session(config, access).with_max_awareness_clients(config.max_awareness_clients)
+}
+
 /// Starts the actor of document `name`.
 pub fn spawn(name: Arc<str>, rx: mpsc::Receiver<Command>, env: Env) {
     tokio::spawn(run(name, rx, env));
@@ -450,9 +457,7 @@ impl DocActor {
         outbox: Outbox,
         acks: bool,
     ) {
-        let session = peer_session(&self.config, access)
-            .with_full_state_cache()
-            .with_max_awareness_clients(self.config.max_awareness_clients);
+        let session = client_session(&self.config, access).with_full_state_cache();
         let greeting = session.greeting(&self.doc, &self.awareness);
         self.conns.insert(
             id,
@@ -624,8 +629,7 @@ impl DocActor {
             Conn {
                 peer,
                 origin: Arc::from(format!("sse {peer}")),
-                session: peer_session(&self.config, access)
-                    .with_max_awareness_clients(self.config.max_awareness_clients),
+                session: client_session(&self.config, access),
                 outbox,
                 acks: None,
             },
@@ -715,10 +719,10 @@ impl DocActor {
                 .handle(&self.doc, &mut self.awareness, &message, now),
             None if matches!(message, Message::Awareness(_)) => {
                 let config = &self.config;
-                let own = self.http_presence.entry(peer).or_insert_with(|| {
-                    peer_session(config, Access::ReadWrite)
-                        .with_max_awareness_clients(config.max_awareness_clients)
-                });
+                let own = self
+                    .http_presence
+                    .entry(peer)
+                    .or_insert_with(|| client_session(config, Access::ReadWrite));
                 let result = own.handle(&self.doc, &mut self.awareness, &message, now);
                 if own.controlled_clients().next().is_none() {
                     self.http_presence.remove(&peer);
