@@ -201,9 +201,10 @@ pub struct Config {
     #[arg(long, env = "TANDEM_HTTP_REQUEST_BURST_PER_IP", default_value_t = 2000)]
     pub http_request_burst_per_ip: u32,
 
-    /// Browser origins allowed to open WebSockets (comma-separated, e.g.
-    /// `https://app.example.com`); empty allows every origin. Connections without an
-    /// `Origin` header (non-browser clients) are not affected.
+    /// Browser origins allowed to use documents (comma-separated, e.g.
+    /// `https://app.example.com`): WebSockets and the HTTP routes of `/api/docs/{doc}`
+    /// (403); empty allows every origin. Requests without an `Origin` header
+    /// (non-browser clients, same-origin reads) are not affected.
     #[arg(long, env = "TANDEM_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 

@@ -206,6 +206,37 @@ async fn the_token_may_come_as_the_first_auth_message() {
     assert_eq!(close_of(&mut silent).await.unwrap().0, 4401);
 }
 
+/// The wait for the token is one deadline: a client that never sends one but answers
+/// with a pong every 100 ms is closed after --auth-timeout-ms all the same. Each pong used
+/// to start the wait again, so such a client held its connection slots for ever.
+#[tokio::test]
+async fn pongs_do_not_stretch_the_wait_for_a_token() {
+    let server = Server::start(&["--auth-secret", SECRET, "--auth-timeout-ms", "500"]);
+    let (mut tx, mut rx) = raw(&server.url("doc")).await.split();
+    let pongs = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if tx.send(Ws::Pong(Vec::new().into())).await.is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let closed = loop {
+        match tokio::time::timeout_at(deadline, rx.next()).await {
+            Ok(Some(Ok(Ws::Close(Some(frame))))) => break Some(u16::from(frame.code)),
+            Ok(Some(Ok(_))) => continue,
+            Ok(_) | Err(_) => break None,
+        }
+    };
+    pongs.abort();
+    assert_eq!(
+        closed,
+        Some(4401),
+        "closed for the missing token within 5 s"
+    );
+}
+
 #[tokio::test]
 async fn a_read_only_client_syncs_and_shows_presence_but_its_edits_are_refused() {
     let server = secured();
@@ -358,6 +389,48 @@ async fn a_connection_is_closed_when_its_token_expires() {
     let client = Client::connect(&with_token(&server, "doc", &short)).await;
     let (code, reason) = client.wait_closed().await;
     assert_eq!((code, reason.as_str()), (4401, "token expired"));
+}
+
+/// An event stream ends when its token expires, as a WebSocket is closed: its last event
+/// is `close` 4401. Before, the stream went on delivering the document for as long as the
+/// subscriber kept it open.
+#[tokio::test]
+async fn an_event_stream_ends_when_its_token_expires() {
+    let server = secured();
+    let now = tandem_server::auth::token::unix_now();
+    // One to two seconds left, as in the WebSocket test above.
+    let short = keys().sign(&Claims {
+        doc: "doc".into(),
+        mode: Mode::Read,
+        name: None,
+        exp: now - 3,
+        iat: now - 60,
+    });
+    let (mut events, _task) = support::sse_stream(
+        server.port,
+        &format!("/api/docs/doc/events?token={short}"),
+        &[],
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut kinds = Vec::new();
+    let last = loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(event)) if event.event == "close" => break Some(event.data),
+            Ok(Some(event)) => kinds.push(event.event),
+            Ok(None) | Err(_) => break None,
+        }
+    };
+    assert!(
+        kinds.contains(&"state-vector".to_owned()),
+        "subscribed first: {kinds:?}"
+    );
+    let last: Value = serde_json::from_str(&last.expect("a close event within 10 s")).unwrap();
+    assert_eq!(last["code"], 4401);
+    assert_eq!(last["reason"], "token expired");
+    // and the stream ends there
+    let after = tokio::time::timeout(Duration::from_secs(5), events.recv()).await;
+    assert!(matches!(after, Ok(None)), "the stream ended: {after:?}");
 }
 
 /// A token's display name goes into the origin of every update its holder makes, which is

@@ -211,7 +211,44 @@ async fn only_allowed_origins_may_open_websockets() {
     let first = tokio::time::timeout(Duration::from_secs(5), good.next()).await;
     assert!(matches!(first, Ok(Some(Ok(Ws::Binary(_))))), "{first:?}");
     // a non-browser client sends no Origin and is not affected
-    Client::connect(&server.url("doc")).await;
+    let witness = Client::connect(&server.url("doc")).await;
+    // The document's HTTP routes are held to the same list: a page of any site can post
+    // to them without a CORS preflight. Before, the evil page's post was applied.
+    let post = |origin: Option<&str>, piece: &str| {
+        let headers: Vec<(&str, &str)> = origin.map(|o| ("Origin", o)).into_iter().collect();
+        let update = independent_insert(piece);
+        let out = http_exchange(
+            server.port,
+            "POST",
+            "/api/docs/doc/updates",
+            &headers,
+            &update,
+        )
+        .unwrap();
+        String::from_utf8_lossy(&out).to_lowercase()
+    };
+    let evil = post(Some("http://evil.example"), "<evil>");
+    assert!(evil.starts_with("http/1.1 403"), "{evil}");
+    assert!(
+        evil.contains("origin http://evil.example is not allowed"),
+        "{evil}"
+    );
+    assert!(post(Some("http://good.example"), "<good>").starts_with("http/1.1 200"));
+    assert!(post(None, "<script>").starts_with("http/1.1 200"));
+    let (status, _) = server.request_with(
+        "GET",
+        "/api/docs/doc/state",
+        &[("Origin", "http://evil.example")],
+        b"",
+    );
+    assert_eq!(status, 403, "an export from the evil page is refused too");
+    witness
+        .wait_text(
+            |t| t.contains("<good>") && t.contains("<script>"),
+            "both allowed posts",
+        )
+        .await;
+    assert!(!witness.text().contains("<evil>"), "{}", witness.text());
 }
 
 #[tokio::test]
@@ -822,4 +859,66 @@ async fn a_client_that_stops_reading_its_answer_is_cut_off() {
         String::from_utf8_lossy(&answer[..40.min(answer.len())])
     );
     assert_eq!(metric(&server, limit) - before, 1);
+}
+
+/// The server's resident memory, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// What a client sends while its document loads waits in memory only up to
+/// --max-doc-bytes. Here the load waits on a table lock while the client sends 60 MB; the
+/// server keeps what fits (2 MB), drops the rest, and once the document is loaded closes
+/// the client with 1013 (reconnect and resync) instead of holding 60 MB while the database
+/// does not answer. Before, every frame was kept: 60 MB more memory, for as long as the
+/// load waited, and any amount for a client that went on sending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_arrives_while_a_document_loads_is_held_to_a_budget() {
+    use sqlx::Connection;
+    let pg = support::PgDatabase::create().await;
+    let server = Server::start_with_db(&pg.url, &["--max-doc-bytes", "2000000"]);
+    // Every load reads the documents table: it waits while this transaction holds it.
+    let mut lock = sqlx::PgConnection::connect(&pg.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut lock).await.unwrap();
+    sqlx::query("LOCK TABLE documents IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let before = rss_kib(server.child.id());
+    let mut flood = raw(&server.url("loading")).await;
+    let replica = Document::new("flood");
+    let text = replica.text("content");
+    let mb = "x".repeat(1_000_000);
+    for _ in 0..60 {
+        let (_, update) = replica.edit_with_update(|e| e.insert(&text, 0, &mb).unwrap());
+        let frame = codec::encode_update(&update.unwrap());
+        flood.send(Ws::Binary(frame.into())).await.unwrap();
+    }
+    // Sent: the server has read all but what the sockets' buffers hold (a few MB).
+    flood.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let grown = rss_kib(server.child.id()).saturating_sub(before);
+    assert!(
+        grown < 30_000,
+        "the server grew by {grown} KiB holding frames for a loading document"
+    );
+    assert_eq!(
+        metric(
+            &server,
+            "tandem_limit_exceeded_total{limit=\"loading_backlog\"}"
+        ),
+        1
+    );
+    // The load goes on: the client is told to come back, and the document is served.
+    sqlx::query("COMMIT").execute(&mut lock).await.unwrap();
+    let (code, reason) = close_of(&mut flood).await.unwrap();
+    assert_eq!(code, 1013, "{reason}");
+    let reader = Client::connect(&server.url("loading")).await;
+    assert_eq!(
+        reader.text().len(),
+        1_000_000,
+        "the frame that fitted, applied"
+    );
 }

@@ -11,7 +11,8 @@ use warp::Filter;
 use crate::auth::{Auth, AuthError, Grant, Mode};
 use crate::http::api::doc_path;
 use crate::http::ws::PeerAddr;
-use crate::limits::HttpRate;
+use crate::limits::{origin, HttpRate};
+use crate::state::AppState;
 
 /// A request whose token was refused; answered with 401 or 403 and the reason.
 #[derive(Debug)]
@@ -75,10 +76,37 @@ pub fn token() -> BoxedFilter<(Option<String>,)> {
         .boxed()
 }
 
+/// A request from a web page whose origin `--allowed-origins` does not list; answered 403.
+#[derive(Debug)]
+pub struct OriginRefused(pub String);
+
+impl warp::reject::Reject for OriginRefused {}
+
 /// `/api/docs/{doc}/{tail}` for a request whose token allows `need` on that document:
-/// extracts the name and the grant, or rejects with [`Denied`].
-pub fn doc_access(auth: Auth, tail: &'static str, need: Mode) -> BoxedFilter<(String, Grant)> {
+/// extracts the name and the grant, or rejects with [`Denied`]. A request from a page of an
+/// origin `--allowed-origins` does not list is rejected with [`OriginRefused`] first, as
+/// its WebSocket would be: a page of any site can post to these routes without a CORS
+/// preflight, so without the check it could edit documents from the user's browser.
+pub fn doc_access(
+    state: &AppState,
+    tail: &'static str,
+    need: Mode,
+) -> BoxedFilter<(String, Grant)> {
+    let auth: Auth = state.auth.clone();
+    let allowed = state.config.allowed_origins.clone();
     doc_path(tail)
+        .and(warp::header::optional::<String>("origin"))
+        .and_then(move |name: String, origin: Option<String>| {
+            let result = if origin::allowed(origin.as_deref(), &allowed) {
+                Ok(name)
+            } else {
+                crate::limits::exceeded("origin");
+                Err(warp::reject::custom(OriginRefused(
+                    origin.unwrap_or_default(),
+                )))
+            };
+            std::future::ready(result)
+        })
         .and(token())
         .and_then(move |name: String, token: Option<String>| {
             let result = auth

@@ -50,16 +50,15 @@ pub fn routes(
     state: AppState,
 ) -> impl Filter<Extract = (Response<Body>,), Error = warp::Rejection> + Clone {
     let whole_body = body::whole(&state.config);
-    let auth = state.auth.clone();
     // Export encodes the whole document and import writes one: the HTTP request budget
     // of an address covers them as it covers posts.
     let rate = within_rate(state.http_rate.clone());
+    let reader = doc_access(&state, "", Mode::Read);
+    let writer = doc_access(&state, "", Mode::Write);
+    let state_reader = doc_access(&state, "state", Mode::Read);
+    let state_writer = doc_access(&state, "state", Mode::Write);
     let with_state = warp::any().map(move || state.clone());
     let docs = warp::path!("api" / "docs");
-    let reader = doc_access(auth.clone(), "", Mode::Read);
-    let writer = doc_access(auth.clone(), "", Mode::Write);
-    let state_reader = doc_access(auth.clone(), "state", Mode::Read);
-    let state_writer = doc_access(auth, "state", Mode::Write);
 
     let list = docs
         .and(warp::get())

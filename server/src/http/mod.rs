@@ -44,6 +44,12 @@ fn rejection(rej: &warp::Rejection) -> warp::http::Response<warp::hyper::body::B
     if let Some(denied) = rej.find::<access::Denied>() {
         return denied.response();
     }
+    if let Some(access::OriginRefused(origin)) = rej.find() {
+        return api::error(
+            StatusCode::FORBIDDEN,
+            format!("origin {origin} is not allowed (--allowed-origins)"),
+        );
+    }
     if let Some(access::RateLimited(per_second)) = rej.find() {
         let mut response = api::error(
             StatusCode::TOO_MANY_REQUESTS,

@@ -48,7 +48,7 @@ pub struct PollQuery {
 pub fn route(
     state: AppState,
 ) -> impl Filter<Extract = (Response<Body>,), Error = warp::Rejection> + Clone {
-    doc_access(state.auth.clone(), "poll", Mode::Read)
+    doc_access(&state, "poll", Mode::Read)
         .and(warp::get())
         .and(within_rate(state.http_rate.clone()))
         .and(warp::query::<PollQuery>())

@@ -34,7 +34,7 @@ pub fn routes(
     let whole_body = body::whole(&state.config);
     let post = move |tail: &'static str, need: Mode, kind: fn(Bytes) -> PostBody| {
         let state = state.clone();
-        doc_access(state.auth.clone(), tail, need)
+        doc_access(&state, tail, need)
             .and(warp::post())
             .and(within_rate(state.http_rate.clone()))
             .and(warp::query::<HashMap<String, String>>())

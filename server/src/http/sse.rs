@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +30,7 @@ use warp::http::StatusCode;
 use warp::sse::Event;
 use warp::{Filter, Reply};
 
-use crate::auth::{Grant, Mode};
+use crate::auth::{AuthError, Grant, Mode, TokenError};
 use crate::http::access::doc_access;
 use crate::http::api::error;
 use crate::http::catchup;
@@ -45,7 +46,7 @@ use crate::state::AppState;
 pub fn route(
     state: AppState,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
-    doc_access(state.auth.clone(), "events", Mode::Read)
+    doc_access(&state, "events", Mode::Read)
         .and(warp::get())
         .and(warp::header::optional::<String>("last-event-id"))
         .and(warp::query::<HashMap<String, String>>())
@@ -127,6 +128,8 @@ fn events(
     let feed = Feed {
         rx,
         close,
+        expiry: connection::deadline_of(grant.expires)
+            .map(|at| Box::pin(tokio::time::sleep_until(at))),
         ended: false,
         caught_up: caught_up.clone(),
         _leave: Leave {
@@ -187,6 +190,9 @@ fn close_event(close: &Close) -> Event {
 struct Feed {
     rx: flume::Receiver<Out>,
     close: oneshot::Receiver<Close>,
+    /// When the token runs out: the stream ends then, as a WebSocket is closed, or a
+    /// subscriber would keep reading a document long after its access ended.
+    expiry: Option<Pin<Box<tokio::time::Sleep>>>,
     ended: bool,
     /// The sequence number the catch-up reached (live updates up to it are skipped).
     caught_up: Arc<AtomicU64>,
@@ -226,6 +232,11 @@ impl Feed {
                     close = &mut feed.close => {
                         feed.ended = true;
                         let close = close.ok()?;
+                        return Some((Ok(close_event(&close)), feed));
+                    }
+                    _ = connection::expired(&mut feed.expiry) => {
+                        feed.ended = true;
+                        let close = Close::auth(&AuthError::Token(TokenError::Expired));
                         return Some((Ok(close_event(&close)), feed));
                     }
                 }

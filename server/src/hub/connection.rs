@@ -74,7 +74,9 @@ pub async fn refuse(mut socket: Socket, close: Close) {
 
 /// Waits for the first frame of a connection that brought no token in its URL or headers:
 /// it must be an auth message carrying one (`tandem_engine::protocol::codec::AUTH_TOKEN`),
-/// valid for document `name`, and arrive within `timeout`.
+/// valid for document `name`, and arrive within `timeout`. The wait is one deadline, not
+/// one per frame: pings and pongs do not extend it, or a client without a token could hold
+/// its connection slots for ever by sending a pong now and then.
 pub async fn await_token(
     ws: &mut WsReader,
     auth: &Auth,
@@ -82,8 +84,9 @@ pub async fn await_token(
     timeout: std::time::Duration,
 ) -> Result<Grant, Close> {
     let missing = || Close::auth(&AuthError::Missing);
+    let deadline = tokio::time::Instant::now() + timeout;
     let first = loop {
-        match tokio::time::timeout(timeout, ws.next()).await {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
             Err(_) => return Err(missing()),
             Ok(Some(Ok(Message::Binary(frame)))) => break frame,
             Ok(Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)))) => continue,
@@ -155,12 +158,7 @@ pub async fn run(
             peer,
             doc: doc.clone(),
             rate: MessageRate::new(config.max_messages_per_second, config.message_burst),
-            expires: grant.expires.map(|at| {
-                let left = at
-                    .duration_since(std::time::SystemTime::now())
-                    .unwrap_or_default();
-                tokio::time::Instant::now() + left
-            }),
+            expires: deadline_of(grant.expires),
             max_frame_bytes: config.max_frame_bytes,
             silent: silent.clone(),
         },
@@ -176,10 +174,15 @@ pub async fn run(
             closing
         }
     };
-    // The document writes nothing more from here on. Whatever tungstenite answered last (a
-    // reply to the client's own close) goes first, after the rest of a frame the document
-    // wrote in part if there is one; then the client has a second to read it all and close
-    // its side.
+    finish(&mut sink, &frames, closing).await;
+    drop(lease);
+}
+
+/// The document writes nothing more from here on. Whatever tungstenite answered last (a
+/// reply to the client's own close) goes first, after the rest of a frame the document
+/// wrote in part if there is one; then the close, and the client has a second to read it
+/// all and close its side.
+async fn finish(sink: &mut FrameWriter, frames: &flume::Receiver<Out>, closing: Option<Close>) {
     sink.wire().take_turn();
     let last = async {
         if let Ok(out) = frames.try_recv() {
@@ -194,7 +197,6 @@ pub async fn run(
         sink.linger().await
     };
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), last).await;
-    drop(lease);
 }
 
 /// Writes what the document queues for this connection and pings the peer, until the
@@ -226,6 +228,15 @@ async fn write(
                 // queue).
                 if frames.is_disconnected() {
                     if let Ok(c) = close.try_recv() {
+                        // Except the rest of a frame the document began writing itself: cut
+                        // off, the close would land inside it and the client would read it
+                        // as payload, then see the stream end without a close (1006), and
+                        // reconnect even after a 44xx.
+                        if let Ok(out) = frame.as_ref() {
+                            if out.sent > 0 && sink.send_rest(out).await.is_err() {
+                                return None;
+                            }
+                        }
                         return Some(c);
                     }
                 }
@@ -347,8 +358,18 @@ fn read(mut stream: WsReader, r: Reader) -> impl Future<Output = Option<Close>> 
     }
 }
 
+/// The moment on tokio's clock when a token expiring at `expires` runs out.
+pub(crate) fn deadline_of(expires: Option<std::time::SystemTime>) -> Option<tokio::time::Instant> {
+    expires.map(|at| {
+        let left = at
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        tokio::time::Instant::now() + left
+    })
+}
+
 /// Resolves when the token's timer fires, or never.
-async fn expired(timer: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
+pub(crate) async fn expired(timer: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
     match timer {
         Some(sleep) => sleep.as_mut().await,
         None => std::future::pending().await,
@@ -384,5 +405,78 @@ mod tests {
         let size = std::mem::size_of_val(&read(socket.reader, reader)) - stream;
         println!("reader future: {size} bytes besides the {stream}-byte stream");
         assert!(size <= 400, "reader future grew to {size} bytes");
+    }
+
+    /// A close fired in the same pass of the document as a frame it wrote in part (a
+    /// client closed for flooding right after its own large update was echoed, a document
+    /// deleted during a large broadcast): the client gets the whole frame, then the close.
+    /// The writer used to drop the frame's rest and write the close inside it, so the
+    /// client read the close as payload and saw the stream end without one.
+    #[tokio::test]
+    async fn a_close_waits_for_the_rest_of_a_frame_written_in_part() {
+        use tokio_tungstenite::tungstenite::protocol::Role;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
+        let socket = Socket::from_tcp(accepted.unwrap().0, bytes::Bytes::new(), config).await;
+        let mut client = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            client.unwrap(),
+            Role::Client,
+            None,
+        )
+        .await;
+        let mut sink = socket.writer;
+        let wire = sink.wire().clone();
+        // The document writes until the socket takes a frame in part (the client is not
+        // reading yet), then closes the connection and drops its queue.
+        let (tx, queued) = flume::bounded::<Out>(64);
+        let frame = |i: usize| bytes::Bytes::from(vec![i as u8; 300_000]);
+        let mut written = 0;
+        while queued.is_empty() {
+            wire.send(0, &frame(written), &tx, true).unwrap();
+            written += 1;
+        }
+        let first = queued.try_recv().unwrap();
+        assert!(first.sent > 0, "the socket took the last frame in part");
+        let (tx, frames) = flume::bounded::<Out>(64);
+        tx.send(first).unwrap();
+        let (close_tx, close_rx) = oneshot::channel();
+        close_tx.send(Close::deleted()).unwrap();
+        drop(tx);
+        let (doc, _mailbox) = DocHandle::detached("doc");
+        let server = async {
+            let config = Config::default();
+            let closing = write(
+                &mut sink,
+                &frames,
+                close_rx,
+                &AtomicU32::new(0),
+                &config,
+                &doc,
+                "127.0.0.1:9".parse().unwrap(),
+            )
+            .await;
+            finish(&mut sink, &frames, closing).await;
+        };
+        let receive = async {
+            let mut got = Vec::new();
+            loop {
+                let next = tokio::time::timeout(std::time::Duration::from_secs(10), client.next());
+                match next.await.ok().flatten() {
+                    Some(Ok(Message::Binary(b))) => got.push(b),
+                    Some(Ok(Message::Close(Some(close)))) => {
+                        break (got, Some(u16::from(close.code)));
+                    }
+                    _ => break (got, None),
+                }
+            }
+        };
+        let ((), (got, closed)) = tokio::join!(server, receive);
+        assert_eq!(got.len(), written, "every frame the document wrote, whole");
+        for (i, b) in got.iter().enumerate() {
+            assert!(*b == frame(i), "frame {i} differs");
+        }
+        assert_eq!(closed, Some(4410));
     }
 }

@@ -55,6 +55,7 @@ pub struct Env {
     pub cluster: Option<Cluster>,
 }
 
+mod early;
 mod presence;
 mod relay;
 
@@ -158,7 +159,7 @@ async fn run(name: Arc<str>, mut rx: mpsc::Receiver<Command>, env: Env) {
     }
     // Load, keeping what arrives meanwhile: joiners get no sync reply before the stored
     // state is in memory, and every joiner of a loading document shares this one load.
-    let mut early = Vec::new();
+    let mut early = early::Early::new(env.config.max_doc_bytes);
     // Cluster mode: subscribe first, then load; what other nodes publish meanwhile waits
     // in the subscription and is applied after the load (duplicates are harmless, gaps
     // would not be).
@@ -176,6 +177,7 @@ async fn run(name: Arc<str>, mut rx: mpsc::Receiver<Command>, env: Env) {
             loaded = &mut loading => break loaded,
             cmd = rx.recv() => match cmd {
                 Some(Command::Shutdown { done }) => {
+                    let (early, _) = early.into_parts();
                     fail_all(&name, early, &mut rx, &env, Close::going_away()).await;
                     let _ = done.send(());
                     return;
@@ -191,6 +193,7 @@ async fn run(name: Arc<str>, mut rx: mpsc::Receiver<Command>, env: Env) {
             error!(doc = %name, error = %e, "document cannot be loaded");
             env.registry.remove(&name, &env.users);
             let close = Close::internal(format!("document cannot be loaded: {e}"));
+            let (early, _) = early.into_parts();
             fail_all(&name, early, &mut rx, &env, close).await;
             return;
         }
@@ -203,6 +206,7 @@ async fn run(name: Arc<str>, mut rx: mpsc::Receiver<Command>, env: Env) {
     }
     // Ask the other nodes for what they hold and the store does not have yet.
     actor.resync_cluster();
+    let (early, overflowed) = early.into_parts();
     let mut early = early.into_iter();
     while let Some(cmd) = early.next() {
         // A delete usually arrives while its document loads (`DELETE` of a document not in
@@ -212,12 +216,17 @@ async fn run(name: Arc<str>, mut rx: mpsc::Receiver<Command>, env: Env) {
             actor.end(ending, early.collect(), rx, &env).await;
             return;
         }
+        // As in the main loop: an update that crashed the CRDT stops everything at once,
+        // or what waited behind it would be served from, and saved on top of, a state
+        // that can no longer be trusted.
+        actor.close_doomed();
+        if actor.poisoned {
+            actor.hand_over(early.collect(), rx, &env).await;
+            return;
+        }
     }
+    actor.doomed.extend(overflowed);
     actor.close_doomed();
-    if actor.poisoned {
-        actor.hand_over(rx, &env).await;
-        return;
-    }
     actor.run(rx, env).await;
 }
 
@@ -328,7 +337,7 @@ impl DocActor {
                     }
                     self.close_doomed();
                     if self.poisoned {
-                        self.hand_over(rx, &env).await;
+                        self.hand_over(Vec::new(), rx, &env).await;
                         return;
                     }
                 }
@@ -348,7 +357,7 @@ impl DocActor {
                     }
                     self.close_doomed();
                     if self.poisoned {
-                        self.hand_over(rx, &env).await;
+                        self.hand_over(Vec::new(), rx, &env).await;
                         return;
                     }
                 }
@@ -1080,12 +1089,12 @@ impl DocActor {
     /// After an update crashed the CRDT: close everyone, wait until the writes made before
     /// it are durable, and leave the registry, so the next client gets the document
     /// reloaded from its last good state.
-    async fn hand_over(mut self, mut rx: mpsc::Receiver<Command>, env: &Env) {
+    async fn hand_over(mut self, early: Vec<Command>, mut rx: mpsc::Receiver<Command>, env: &Env) {
         let close = Close::internal("document reloading after an internal error; reconnect");
         self.close_all(&close);
         env.writer.flush().await;
         env.registry.remove(&self.name, &env.users);
-        fail_all(&self.name, Vec::new(), &mut rx, env, close).await;
+        fail_all(&self.name, early, &mut rx, env, close).await;
     }
 }
 
