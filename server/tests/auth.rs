@@ -24,6 +24,18 @@ fn token(doc: &str, mode: Mode) -> String {
     keys().mint(doc, mode, Some("Ann".into()), Duration::from_secs(3600))
 }
 
+/// A token for `doc` whose expiry and issue time are `exp` and `iat` seconds from now.
+fn token_timed(doc: &str, mode: Mode, exp: i64, iat: i64) -> String {
+    let now = tandem_server::auth::token::unix_now() as i64;
+    keys().sign(&Claims {
+        doc: doc.into(),
+        mode,
+        name: None,
+        exp: (now + exp) as _,
+        iat: (now + iat) as _,
+    })
+}
+
 fn secured() -> Server {
     Server::start(&["--auth-secret", SECRET])
 }
@@ -375,17 +387,10 @@ async fn an_open_server_serves_dev_tokens_and_honours_read_only_ones() {
 #[tokio::test]
 async fn a_connection_is_closed_when_its_token_expires() {
     let server = secured();
-    let now = tandem_server::auth::token::unix_now();
     // Valid for one to two more seconds (the server allows 5 s of clock skew; `now` is in
     // whole seconds). With `now - 4` it had 0 to 1 s left: read late in a second, the token
     // could expire before the first sync, and the client waited for a sync that never came.
-    let short = keys().sign(&Claims {
-        doc: "doc".into(),
-        mode: Mode::Write,
-        name: None,
-        exp: now - 3,
-        iat: now - 60,
-    });
+    let short = token_timed("doc", Mode::Write, -3, -60);
     let client = Client::connect(&with_token(&server, "doc", &short)).await;
     let (code, reason) = client.wait_closed().await;
     assert_eq!((code, reason.as_str()), (4401, "token expired"));
@@ -397,15 +402,8 @@ async fn a_connection_is_closed_when_its_token_expires() {
 #[tokio::test]
 async fn an_event_stream_ends_when_its_token_expires() {
     let server = secured();
-    let now = tandem_server::auth::token::unix_now();
     // One to two seconds left, as in the WebSocket test above.
-    let short = keys().sign(&Claims {
-        doc: "doc".into(),
-        mode: Mode::Read,
-        name: None,
-        exp: now - 3,
-        iat: now - 60,
-    });
+    let short = token_timed("doc", Mode::Read, -3, -60);
     let (mut events, _task) = support::sse_stream(
         server.port,
         &format!("/api/docs/doc/events?token={short}"),

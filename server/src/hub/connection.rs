@@ -380,17 +380,24 @@ pub(crate) async fn expired(timer: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
 mod tests {
     use super::*;
 
+    /// A server connection's socket and the client's end of it, over loopback (no
+    /// handshake).
+    async fn loopback() -> (Socket, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
+        let socket = Socket::from_tcp(accepted.unwrap().0, bytes::Bytes::new(), config).await;
+        (socket, client.unwrap())
+    }
+
     /// Every connection keeps its reading task for its whole life, so its size is memory per
     /// connection: it was 968 bytes as first written (an `async fn`, an inline wait for
     /// mailbox room, an unboxed token timer). The tungstenite stream it owns is counted
     /// apart: that state exists once per connection whoever holds it.
     #[tokio::test]
     async fn reader_task_stays_small() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
-        let (_client, accepted) = tokio::join!(client, listener.accept());
-        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
-        let socket = Socket::from_tcp(accepted.unwrap().0, bytes::Bytes::new(), config).await;
+        let (socket, _client) = loopback().await;
         let (doc, _mailbox) = DocHandle::detached("doc");
         let reader = Reader {
             conn: 1,
@@ -415,17 +422,9 @@ mod tests {
     #[tokio::test]
     async fn a_close_waits_for_the_rest_of_a_frame_written_in_part() {
         use tokio_tungstenite::tungstenite::protocol::Role;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
-        let (client, accepted) = tokio::join!(client, listener.accept());
-        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
-        let socket = Socket::from_tcp(accepted.unwrap().0, bytes::Bytes::new(), config).await;
-        let mut client = tokio_tungstenite::WebSocketStream::from_raw_socket(
-            client.unwrap(),
-            Role::Client,
-            None,
-        )
-        .await;
+        let (socket, client) = loopback().await;
+        let mut client =
+            tokio_tungstenite::WebSocketStream::from_raw_socket(client, Role::Client, None).await;
         let mut sink = socket.writer;
         let wire = sink.wire().clone();
         // The document writes until the socket takes a frame in part (the client is not
