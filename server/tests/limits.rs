@@ -861,6 +861,63 @@ async fn a_client_that_stops_reading_its_answer_is_cut_off() {
     assert_eq!(metric(&server, limit) - before, 1);
 }
 
+/// Holds every document load on the Postgres database `url` (each reads the documents
+/// table) until the returned connection commits.
+async fn hold_loads(url: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    let mut lock = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut lock).await.unwrap();
+    sqlx::query("LOCK TABLE documents IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    lock
+}
+
+/// An update that crashes the CRDT, among what waited for the document to load, stops
+/// everything behind it: the client that joined after it is closed (1011, reconnect) without
+/// a sync reply, and its edit is not saved on top of the state that can no longer be
+/// trusted. Before, the replay went on: that client was answered from the crashed state and
+/// its edit stored, and only then was the document reloaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashing_update_among_what_waited_for_a_load_stops_what_came_after_it() {
+    let pg = support::PgDatabase::create().await;
+    let server = Server::start_with_db(&pg.url, &[]);
+    // A step 2 the fuzzer found (fuzz/regressions/session/): it crashes yrs on any
+    // document. The file is an access byte, then each frame after its u16 length.
+    let input =
+        std::fs::read("../fuzz/regressions/session/crash-relayed-update-does-not-decode").unwrap();
+    let crash = input[3..3 + u16::from_le_bytes([input[1], input[2]]) as usize].to_vec();
+    let mut lock = hold_loads(&pg.url).await;
+    let mut attacker = raw(&server.url("poisoned")).await;
+    attacker.send(Ws::Binary(crash.into())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut later = raw(&server.url("poisoned")).await;
+    let step1 = codec::encode_step1(&Document::new("x").state_vector_v1());
+    later.send(Ws::Binary(step1.into())).await.unwrap();
+    later
+        .send(Ws::Binary(independent_insert("<after>").into()))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sqlx::query("COMMIT").execute(&mut lock).await.unwrap();
+    let mut frames = 0;
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(10), later.next()).await {
+            Ok(Some(Ok(Ws::Binary(_)))) => frames += 1,
+            Ok(Some(Ok(Ws::Close(Some(close))))) => break Some(u16::from(close.code)),
+            Ok(Some(Ok(_))) => {}
+            _ => break None,
+        }
+    };
+    assert_eq!(closed, Some(1011));
+    assert_eq!(frames, 0, "nothing served from the crashed state");
+    assert_eq!(close_of(&mut attacker).await.map(|c| c.0), Some(1007));
+    // The document reloads without the edit that came after the crash.
+    let reader = Client::connect(&server.url("poisoned")).await;
+    assert!(!reader.text().contains("<after>"), "{}", reader.text());
+}
+
 /// The server's resident memory, in KiB.
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -876,16 +933,9 @@ fn rss_kib(pid: u32) -> u64 {
 /// load waited, and any amount for a client that went on sending.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_arrives_while_a_document_loads_is_held_to_a_budget() {
-    use sqlx::Connection;
     let pg = support::PgDatabase::create().await;
     let server = Server::start_with_db(&pg.url, &["--max-doc-bytes", "2000000"]);
-    // Every load reads the documents table: it waits while this transaction holds it.
-    let mut lock = sqlx::PgConnection::connect(&pg.url).await.unwrap();
-    sqlx::query("BEGIN").execute(&mut lock).await.unwrap();
-    sqlx::query("LOCK TABLE documents IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut lock)
-        .await
-        .unwrap();
+    let mut lock = hold_loads(&pg.url).await;
     let before = rss_kib(server.child.id());
     let mut flood = raw(&server.url("loading")).await;
     let replica = Document::new("flood");
