@@ -114,24 +114,24 @@ impl Member {
         }
     }
 
-    /// Hands a frame of another node to the document, or drops it and notes the debt.
+    /// Hands a frame of another node to the document, or drops it and notes the debt. A
+    /// frame of a document already behind is dropped without being copied.
     fn deliver(&mut self, node: Uuid, frame: &[u8]) {
         self.catch_up();
+        let deletion = frame == DELETED;
+        if self.behind && !deletion {
+            self.drop_frame();
+            return;
+        }
         let remote = Remote::Frame {
             node,
             frame: Bytes::copy_from_slice(frame),
         };
-        if self.behind {
-            self.drop_frame(remote);
-            return;
-        }
-        if let Err(mpsc::error::TrySendError::Full(remote)) = self.to.try_send(remote) {
-            self.drop_frame(remote);
-        }
-    }
-
-    fn drop_frame(&mut self, remote: Remote) {
-        if matches!(&remote, Remote::Frame { frame, .. } if frame[..] == *DELETED) {
+        let remote = match self.to.try_send(remote) {
+            Err(mpsc::error::TrySendError::Full(remote)) => remote,
+            _ => return,
+        };
+        if deletion {
             // No resync brings a deletion back: this one frame waits for room.
             let to = self.to.clone();
             tokio::spawn(async move {
@@ -139,6 +139,10 @@ impl Member {
             });
             return;
         }
+        self.drop_frame();
+    }
+
+    fn drop_frame(&mut self) {
         if !self.behind {
             warn!(doc = %self.doc, "a document fell behind the other nodes' frames: it will resync");
         }

@@ -5,10 +5,9 @@
 //! as HTTP goes and monopolise a document.
 
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{DefaultKeyedRateLimiter, RateLimiter};
 
 /// Checks between two sweeps of the addresses whose bucket is full again (they would be
 /// allowed their whole burst anyway, so forgetting them changes nothing but memory).
@@ -25,10 +24,8 @@ impl HttpRate {
     /// Buckets refilled at `per_second` holding at most `burst` requests; `None` when
     /// `per_second` is 0 (no limit).
     pub fn new(per_second: u32, burst: u32) -> Option<Self> {
-        let rate = NonZeroU32::new(per_second)?;
-        let burst = NonZeroU32::new(burst.max(per_second)).unwrap_or(rate);
         Some(Self {
-            limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
+            limiter: RateLimiter::keyed(super::rate::quota(per_second, burst)?),
             per_second,
             checks: AtomicU32::new(0),
         })

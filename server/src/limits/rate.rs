@@ -5,6 +5,14 @@ use std::num::NonZeroU32;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
+/// A bucket refilled at `per_second` holding `burst` (at least one second's worth);
+/// `None` when `per_second` is 0 (no limit). Shared with [`super::HttpRate`].
+pub(super) fn quota(per_second: u32, burst: u32) -> Option<Quota> {
+    let rate = NonZeroU32::new(per_second)?;
+    let burst = NonZeroU32::new(burst.max(per_second)).unwrap_or(rate);
+    Some(Quota::per_second(rate).allow_burst(burst))
+}
+
 /// The message budget of one connection.
 pub struct MessageRate {
     limiter: DefaultDirectRateLimiter,
@@ -15,10 +23,8 @@ impl MessageRate {
     /// A bucket refilled at `per_second` holding at most `burst` messages; `None` when
     /// `per_second` is 0 (no limit).
     pub fn new(per_second: u32, burst: u32) -> Option<Self> {
-        let rate = NonZeroU32::new(per_second)?;
-        let burst = NonZeroU32::new(burst.max(per_second)).unwrap_or(rate);
         Some(Self {
-            limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
+            limiter: RateLimiter::direct(quota(per_second, burst)?),
             per_second,
         })
     }
